@@ -1,0 +1,1 @@
+"""Reading TFDS datasets, the grain input pipeline and on-device augmentation."""

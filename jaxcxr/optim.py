@@ -1,0 +1,102 @@
+"""Optimizers, learning-rate schedules and weight decay, built from the config with optax.
+
+The chest X-ray studies jaxcxr reproduces used RAdam (Liu et al. 2020, "On the Variance of the
+Adaptive Learning Rate and Beyond") through fastai, Adam/Nadam through Keras and SGD with momentum
+for CheXNet retraining; all come from optax here, nothing is re-derived by hand.
+
+Config (`config.optimizer`, `config.schedule`):
+  optimizer.name: radam | adam | adamw | nadam | sgd
+  optimizer.lr, b1, b2, eps, momentum, nesterov, weight_decay, grad_clip_norm
+  schedule.name: constant | cosine | step | warmup_constant (all take warmup_steps)
+  schedule.boundaries_steps / boundaries_epochs and schedule.factor for `step`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+
+Schedule = Callable[[Any], Any]
+
+OPTIMIZERS = ("radam", "adam", "adamw", "nadam", "sgd")
+SCHEDULES = ("constant", "cosine", "step", "warmup_constant")
+
+
+def make_schedule(
+    cfg: ml_collections.ConfigDict, base_lr: float, total_steps: int, steps_per_epoch: int
+) -> Schedule:
+  """Learning-rate schedule from `config.schedule`.
+
+  Args:
+    cfg: `config.schedule`.
+    base_lr: the peak learning rate (`config.optimizer.lr`).
+    total_steps: length of the run; cosine decays to `cfg.end_factor * base_lr` at its end.
+    steps_per_epoch: converts `boundaries_epochs` into steps.
+  """
+  name = cfg.get("name", "constant")
+  warmup = int(cfg.get("warmup_steps", 0))
+  if name == "constant":
+    main = optax.constant_schedule(base_lr)
+  elif name == "warmup_constant":
+    main = optax.constant_schedule(base_lr)
+  elif name == "cosine":
+    main = optax.cosine_decay_schedule(
+        base_lr, max(total_steps - warmup, 1), alpha=float(cfg.get("end_factor", 0.0))
+    )
+  elif name == "step":
+    bounds = list(cfg.get("boundaries_steps", ()) or ())
+    bounds += [int(e * steps_per_epoch) for e in (cfg.get("boundaries_epochs", ()) or ())]
+    factor = float(cfg.get("factor", 0.1))
+    main = optax.piecewise_constant_schedule(
+        base_lr, {max(b - warmup, 1): factor for b in sorted(bounds)}
+    )
+  else:
+    raise ValueError(f"config.schedule.name={name!r} is not one of {SCHEDULES}.")
+  if warmup <= 0:
+    return main
+  warm = optax.linear_schedule(base_lr * float(cfg.get("warmup_init_factor", 0.0)), base_lr, warmup)
+  return optax.join_schedules([warm, main], boundaries=[warmup])
+
+
+def decay_mask(params: Any) -> Any:
+  """True for weights that get weight decay: kernels (ndim > 1), not biases nor norm scales."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(
+    cfg: ml_collections.ConfigDict, schedule: Schedule
+) -> optax.GradientTransformation:
+  """The optimizer from `config.optimizer`, with optional clipping and weight decay.
+
+  Weight decay is decoupled (AdamW-style, Loshchilov & Hutter 2019) for `adamw`, and coupled
+  L2 added to the gradient for the others, as in the PyTorch/Keras optimizers the studies used.
+  Norm scales and biases are never decayed.
+  """
+  name = cfg.get("name", "radam")
+  wd = float(cfg.get("weight_decay", 0.0))
+  b1, b2, eps = float(cfg.get("b1", 0.9)), float(cfg.get("b2", 0.999)), float(cfg.get("eps", 1e-8))
+  if name == "radam":
+    opt = optax.radam(schedule, b1=b1, b2=b2, eps=eps)
+  elif name == "adam":
+    opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
+  elif name == "nadam":
+    opt = optax.nadam(schedule, b1=b1, b2=b2, eps=eps)
+  elif name == "adamw":
+    opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=decay_mask)
+  elif name == "sgd":
+    opt = optax.sgd(
+        schedule, momentum=float(cfg.get("momentum", 0.9)) or None,
+        nesterov=bool(cfg.get("nesterov", False)),
+    )
+  else:
+    raise ValueError(f"config.optimizer.name={name!r} is not one of {OPTIMIZERS}.")
+  chain = []
+  clip = cfg.get("grad_clip_norm", None)
+  if clip:
+    chain.append(optax.clip_by_global_norm(float(clip)))
+  if wd and name != "adamw":
+    chain.append(optax.add_decayed_weights(wd, mask=decay_mask))
+  return optax.chain(*chain, opt)

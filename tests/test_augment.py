@@ -1,0 +1,47 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcxr import config_lib
+from jaxcxr.data import augment
+
+
+def _images(b=4, s=16):
+  return jax.random.uniform(jax.random.key(0), (b, s, s, 1))
+
+
+def test_no_augmentation_is_identity():
+  cfg = config_lib.base_config().augment
+  x = _images()
+  np.testing.assert_array_equal(augment.augment(jax.random.key(1), x, cfg), x)
+
+
+def test_fastai_augmentation_is_random_per_example_and_deterministic_per_key():
+  c = config_lib.base_config()
+  config_lib.fastai_augment(c)
+  c.augment.p_affine = c.augment.p_lighting = 1.0
+  x = jnp.broadcast_to(_images(1), (4, 16, 16, 1))
+  f = jax.jit(lambda k, x: augment.augment(k, x, c.augment))
+  a = f(jax.random.key(1), x)
+  assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+  # The same source image gets different draws per example, the same draws per key.
+  assert not np.allclose(a[0], a[1])
+  np.testing.assert_array_equal(a, f(jax.random.key(1), x))
+  assert not np.allclose(a, f(jax.random.key(2), x))
+
+
+def test_flip_only_flips():
+  c = config_lib.base_config().augment
+  c.flip = 1.0
+  x = _images(2)
+  np.testing.assert_array_equal(augment.augment(jax.random.key(0), x, c), x[:, :, ::-1])
+
+
+def test_normalize_grey_to_rgb():
+  x = jnp.full((1, 2, 2, 1), 0.5)
+  y = augment.normalize(x, config_lib.IMAGENET_MEAN, config_lib.IMAGENET_STD, in_chans=3)
+  assert y.shape == (1, 2, 2, 3)
+  np.testing.assert_allclose(y[0, 0, 0], (0.5 - np.array(config_lib.IMAGENET_MEAN)) /
+                             np.array(config_lib.IMAGENET_STD), rtol=1e-6)
+  y1 = augment.normalize(x, (0.5,), (0.25,), in_chans=1)
+  np.testing.assert_allclose(y1, 0.0)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from jaxcxr import metrics
+
+
+def test_three_class_report_keys_and_values():
+  labels = np.array([0, 0, 1, 1, 2, 2, 2])
+  probs = np.array([
+      [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7],
+      [0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1],
+  ])
+  m = metrics.classification_metrics(labels, probs, ["normal", "pneumonia", "covid19"])
+  assert set(m) >= {"accuracy", "auroc_macro", "top2_accuracy", "per_class", "confusion_matrix",
+                    "class_names", "num_examples"}
+  preds = probs.argmax(1)
+  assert m["accuracy"] == pytest.approx(np.mean(preds == labels))
+  assert m["num_examples"] == 7
+  assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [1, 0, 2]]
+  # top-2: example 6 (true 2, scores .5/.4/.1) is the only miss.
+  assert m["top2_accuracy"] == pytest.approx(6 / 7)
+  assert m["auroc_macro"] == pytest.approx(
+      skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+  assert m["per_class"]["covid19"]["support"] == 3
+  assert m["per_class"]["covid19"]["recall"] == pytest.approx(2 / 3)
+  assert m["per_class"]["normal"]["precision"] == pytest.approx(1 / 2)
+
+
+def test_binary_auroc_uses_positive_column():
+  labels = np.array([0, 0, 1, 1])
+  probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.35, 0.65], [0.2, 0.8]])
+  m = metrics.classification_metrics(labels, probs, ["normal", "pneumonia"])
+  assert m["auroc_macro"] == pytest.approx(0.75)
+  assert m["top2_accuracy"] == 1.0
+
+
+def test_missing_class_gives_undefined_auroc_not_a_crash():
+  labels = np.array([0, 0, 1])
+  probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.5, 0.1], [0.1, 0.8, 0.1]])
+  m = metrics.classification_metrics(labels, probs, ["a", "b", "c"])
+  assert m["auroc_macro"] is None and "c" in m["auroc_note"]
+  assert m["per_class"]["c"]["support"] == 0
+
+
+def test_shape_mismatch_is_a_clear_error():
+  with pytest.raises(ValueError, match="num_classes=3"):
+    metrics.classification_metrics(np.zeros(4), np.zeros((4, 2)), ["a", "b", "c"])
