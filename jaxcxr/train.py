@@ -1,0 +1,356 @@
+"""Config-driven, sharded, resumable training and evaluation of chest X-ray classifiers.
+
+    python -m jaxcxr.train --config configs/quickstart.py --workdir /tmp/quickstart
+    python -m jaxcxr.train --config configs/chest_xray.py --workdir W --config.input.batch_size=16
+
+The main is thin; everything lives in `train_and_evaluate(config, workdir)`, which tests call
+with tiny configs. The step functions are pure and jitted: the Flax NNX model is split once into
+a static graph and its state (`nnx.split`), and `train_step(state, batch)` maps a `TrainState` to
+the next one with the batch sharded over a `('data',)` mesh (DESIGN.md). Re-running a command
+with the same workdir resumes from its latest checkpoint, input position included.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import app, flags, logging
+from flax import nnx
+from ml_collections import config_flags
+
+from jaxcxr import checkpoint as ckpt_lib
+from jaxcxr import config_lib, losses, metrics, models, optim, sharding
+from jaxcxr.data import augment, datasets, pipeline
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; the model graph is static)."""
+
+  step: jax.Array
+  params: nnx.State
+  rest: nnx.State  # Non-trainable model state: batch-norm statistics.
+  opt_state: optax.OptState
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    loss_fn: Callable[..., jax.Array],
+    schedule: optim.Schedule,
+    config: ml_collections.ConfigDict,
+    base_key: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels."""
+  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
+  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
+  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
+  images = augment.normalize(
+      images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
+  )
+  labels = batch["label"]
+
+  def compute_loss(params):
+    model = nnx.merge(graphdef, params, state.rest)
+    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
+    # The mean is taken over the global batch inside the differentiated function, so gradients
+    # are those of the global-batch loss whatever the device count.
+    loss = loss_fn(logits, labels).mean()
+    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
+
+  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(
+      step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state
+  )
+  step_metrics = {
+      "loss": loss,
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+      "grad_norm": optax.tree.norm(grads),
+      "lr": schedule(state.step),
+  }
+  return new_state, step_metrics
+
+
+def predict_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    graphdef: nnx.GraphDef,
+    config: ml_collections.ConfigDict,
+) -> jax.Array:
+  """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
+  images = augment.normalize(
+      augment.to_float(batch["image"]), config.input.mean, config.input.std,
+      config.model.in_chans, jnp.dtype(config.dtype),
+  )
+  model = nnx.merge(graphdef, state.params, state.rest)
+  logits = model(images, train=False).astype(jnp.float32)
+  if config.loss.name == "sigmoid_xent":
+    return jax.nn.sigmoid(logits)
+  return jax.nn.softmax(logits)
+
+
+def evaluate_split(
+    predict_fn: Callable[..., jax.Array],
+    state: TrainState,
+    source: Any,
+    *,
+    mesh: jax.sharding.Mesh,
+    config: ml_collections.ConfigDict,
+    class_names: list[str],
+) -> dict[str, Any]:
+  """Runs `predict_fn` over a whole split (every example exactly once) and computes metrics."""
+  global_bs = config.input.eval_batch_size or config.input.batch_size
+  local_bs = sharding.local_batch_size(global_bs, mesh)
+  probs, labels, masks = [], [], []
+  for batch in pipeline.eval_batches(
+      source, local_batch_size=local_bs, image_size=config.input.image_size,
+      num_threads=config.input.num_threads,
+  ):
+    sharded = sharding.shard_batch(batch, mesh)
+    p = predict_fn(state, {"image": sharded["image"]})
+    gathered = sharding.process_allgather(
+        {"probs": p, "label": sharded["label"], "mask": sharded["mask"]}
+    )
+    probs.append(gathered["probs"])
+    labels.append(gathered["label"])
+    masks.append(gathered["mask"])
+  keep = np.concatenate(masks) > 0
+  result = metrics.classification_metrics(
+      np.concatenate(labels)[keep], np.concatenate(probs)[keep], class_names
+  )
+  if result["num_examples"] != len(source):
+    raise RuntimeError(
+        f"Evaluated {result['num_examples']} examples but the split has {len(source)}."
+    )
+  return result
+
+
+def _load_datasets(config: ml_collections.ConfigDict):
+  """The TFDS builder, prepared on the first process if needed, with its class names."""
+  if config.input.prepare and jax.process_index() == 0:
+    datasets.prepare(
+        datasets.get_builder(config.input.data, config.input.data_dir), config.input.manual_dir
+    )
+  sharding.sync("dataset_prepared")
+  # Re-created after preparation so that every process reads the written dataset_info.
+  builder = datasets.get_builder(config.input.data, config.input.data_dir)
+  if not datasets.is_prepared(builder):
+    raise FileNotFoundError(
+        f"Dataset {config.input.data} is not prepared in {builder.data_dir}. Run `tfds build` "
+        "for it (see tfds_builders/<name>/README.md) or set config.input.prepare=True."
+    )
+  return builder
+
+
+def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
+  kwargs = dict(config.model)
+  in_chans = kwargs.pop("in_chans")
+  return models.create(
+      config.model_name,
+      num_classes=num_classes,
+      in_chans=in_chans,
+      rngs=nnx.Rngs(config.seed),
+      dtype=jnp.dtype(config.dtype),
+      **kwargs,
+  )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
+
+  Returns:
+    `{split: metrics}` for every split in `config.eval_splits`; also written (by process 0) to
+    `workdir/eval/<split>.json`.
+  """
+  workdir = os.path.abspath(workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  mesh = sharding.make_mesh()
+  logging.info(
+      "%d processes, %d devices (%s); mesh %s", jax.process_count(), jax.device_count(),
+      jax.default_backend(), dict(mesh.shape),
+  )
+
+  builder = _load_datasets(config)
+  class_names = datasets.class_names(builder)
+  num_classes = config.num_classes or len(class_names)
+  if num_classes != len(class_names):
+    raise ValueError(
+        f"config.num_classes={config.num_classes} but {config.input.data} has "
+        f"{len(class_names)} classes {class_names}."
+    )
+  train_source = datasets.data_source(builder, config.input.train_split)
+  global_bs = config.input.batch_size
+  local_bs = sharding.local_batch_size(global_bs, mesh)
+  steps_per_epoch = max(1, len(train_source) // global_bs)
+  total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
+
+  model = create_model(config, num_classes)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
+  schedule = optim.make_schedule(config.schedule, config.optimizer.lr, total_steps, steps_per_epoch)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
+  )
+  state = sharding.replicate(state, mesh)
+  del model, params, rest
+
+  train_iter = pipeline.train_iterator(
+      train_source, local_batch_size=local_bs, image_size=config.input.image_size,
+      seed=config.seed, num_workers=config.input.num_workers,
+      num_threads=config.input.num_threads,
+  )
+  checkpointer = ckpt_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
+      save_every_steps=config.checkpoint_every_steps,
+  )
+  start_step = checkpointer.latest_step() or 0
+  if start_step:
+    logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
+    state, train_iter = checkpointer.restore(
+        start_step, ckpt_lib.abstract_like(state), train_iter
+    )
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  repl = sharding.replicated(mesh)
+  jit_train = jax.jit(
+      functools.partial(
+          train_step, graphdef=graphdef, tx=tx, loss_fn=losses.make_loss(config.loss, num_classes),
+          schedule=schedule, config=config, base_key=jax.random.key(config.seed),
+      ),
+      donate_argnums=0,
+      out_shardings=(repl, repl),
+  )
+  jit_predict = jax.jit(functools.partial(predict_step, graphdef=graphdef, config=config))
+  eval_fn = functools.partial(
+      evaluate_split, jit_predict, mesh=mesh, config=config, class_names=class_names
+  )
+
+  writer = _summary_writer(workdir) if is_main else None
+  halt_at = start_step + config.halt_after_steps if config.halt_after_steps else total_steps
+  end_step = min(total_steps, halt_at)
+  progress = _progress_bar(start_step, total_steps, config.progress_bar and is_main)
+  meta = {"config_model": config.model_name, "data": config.input.data, "total_steps": total_steps}
+  t_last, step_last = time.perf_counter(), start_step
+  for step in range(start_step, end_step):
+    batch = sharding.shard_batch(next(train_iter), mesh)
+    state, step_metrics = jit_train(state, batch)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == end_step:
+      scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+      now = time.perf_counter()
+      scalars["images_per_sec"] = (done - step_last) * global_bs / (now - t_last)
+      t_last, step_last = now, done
+      if writer:
+        for k, v in scalars.items():
+          writer.add_scalar(f"train/{k}", v, done)
+      if progress:
+        progress.set_postfix(
+            loss=f"{scalars['loss']:.4f}", lr=f"{scalars['lr']:.2e}",
+            img_s=f"{scalars['images_per_sec']:.1f}",
+        )
+    if progress:
+      progress.update(1)
+    if config.eval_every_steps and config.val_split and done % config.eval_every_steps == 0:
+      val = eval_fn(state, datasets.data_source(builder, config.val_split))
+      _log_eval(writer, config.val_split, val, done)
+      if is_main:
+        with open(os.path.join(workdir, "eval", "history.jsonl"), "a") as f:
+          f.write(json.dumps({"step": done, "split": config.val_split, **val}) + "\n")
+    checkpointer.save(done, state, train_iter, {**meta, "step": done}, force=done == end_step)
+  if progress:
+    progress.close()
+  checkpointer.wait()
+
+  results: dict[str, Any] = {}
+  if end_step < total_steps:
+    logging.info("Halted after step %d of %d; re-run to resume.", end_step, total_steps)
+  else:
+    for split in config.eval_splits:
+      results[split] = eval_fn(state, datasets.data_source(builder, split))
+      _log_eval(writer, split, results[split], total_steps)
+      if is_main:
+        metrics.write_json(os.path.join(workdir, "eval", f"{split}.json"), results[split])
+        print(_format_eval(split, results[split]), flush=True)
+  checkpointer.close()
+  if writer:
+    writer.close()
+  return results
+
+
+def _summary_writer(workdir: str):
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
+  return SummaryWriter(os.path.join(workdir, "tb"))
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+  if not enabled:
+    return None
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  return tqdm(total=total, initial=start, desc="train", unit="step", file=sys.stderr)
+
+
+def _log_eval(writer, split: str, result: dict[str, Any], step: int) -> None:
+  scalars = metrics.scalar_summary(result)
+  logging.info("eval %s @ step %d: %s", split, step, scalars)
+  if writer:
+    for k, v in scalars.items():
+      writer.add_scalar(f"{split}/{k}", v, step)
+    writer.flush()
+
+
+def _format_eval(split: str, r: dict[str, Any]) -> str:
+  auroc = "n/a" if r["auroc_macro"] is None else f"{r['auroc_macro']:.4f}"
+  return (
+      f"[{split}] n={r['num_examples']} accuracy={r['accuracy']:.4f} auroc_macro={auroc} "
+      f"top2_accuracy={r['top2_accuracy']:.4f}"
+  )
+
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and eval reports go here.")
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for multi-process runs (with "
+    "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost."
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's id in a multi-process run.")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
+
+
+def main(argv):
+  del argv
+  if FLAGS.coordinator_address or FLAGS.multihost:
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
