@@ -44,6 +44,39 @@ class TrainState:
   opt_state: optax.OptState
 
 
+def loss_and_grads(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    graphdef: nnx.GraphDef,
+    loss_fn: Callable[..., jax.Array],
+    config: ml_collections.ConfigDict,
+    base_key: jax.Array,
+) -> tuple[jax.Array, jax.Array, nnx.State, nnx.State]:
+  """Mean loss over the global batch, logits, updated batch statistics and parameter gradients."""
+  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
+  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
+  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
+  images = augment.normalize(
+      images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
+  )
+
+  def compute_loss(params, rest):
+    # copy=True makes fresh Variables in this trace, where batch norm may update its statistics
+    # (Variables unflattened by jax.grad belong to the enclosing trace and refuse mutation).
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
+    # The mean is taken over the global batch inside the differentiated function, so gradients
+    # are those of the global-batch loss whatever the device count.
+    loss = loss_fn(logits, batch["label"]).mean()
+    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
+
+  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+      state.params, state.rest
+  )
+  return loss, logits, new_rest, grads
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -56,23 +89,9 @@ def train_step(
     base_key: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch of uint8 images and integer labels."""
-  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
-  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
-  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
-  images = augment.normalize(
-      images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
+  loss, logits, new_rest, grads = loss_and_grads(
+      state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key
   )
-  labels = batch["label"]
-
-  def compute_loss(params):
-    model = nnx.merge(graphdef, params, state.rest)
-    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
-    # The mean is taken over the global batch inside the differentiated function, so gradients
-    # are those of the global-batch loss whatever the device count.
-    loss = loss_fn(logits, labels).mean()
-    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
-
-  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(
@@ -80,7 +99,7 @@ def train_step(
   )
   step_metrics = {
       "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
       "grad_norm": optax.tree.norm(grads),
       "lr": schedule(state.step),
   }
@@ -172,6 +191,19 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Mod
   )
 
 
+def create_train_state(
+    config: ml_collections.ConfigDict, num_classes: int, tx: optax.GradientTransformation
+) -> tuple[nnx.GraphDef, TrainState]:
+  """The model's static graph and its initial train state (host arrays)."""
+  model = create_model(config, num_classes)
+  logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
+  )
+  return graphdef, state
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
 
@@ -203,16 +235,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = max(1, len(train_source) // global_bs)
   total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
 
-  model = create_model(config, num_classes)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
   schedule = optim.make_schedule(config.schedule, config.optimizer.lr, total_steps, steps_per_epoch)
   tx = optim.make_optimizer(config.optimizer, schedule)
-  state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
-  )
+  graphdef, state = create_train_state(config, num_classes, tx)
   state = sharding.replicate(state, mesh)
-  del model, params, rest
 
   train_iter = pipeline.train_iterator(
       train_source, local_batch_size=local_bs, image_size=config.input.image_size,
