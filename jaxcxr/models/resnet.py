@@ -1,0 +1,335 @@
+"""ResNet in Flax NNX, laid out exactly like torchvision's.
+
+He, Zhang, Ren and Sun, 2016, "Deep Residual Learning for Image Recognition", CVPR.
+Like torchvision ("ResNet v1.5"), the bottleneck block puts its stride on the 3x3 conv rather
+than on the first 1x1 conv as in the paper; this is what all torchvision/timm weights expect.
+
+Inputs are NHWC. Attribute names follow torchvision so a ``state_dict`` maps one-to-one:
+
+==============================  =====================================  =======================
+torchvision key                 NNX path                               transform
+==============================  =====================================  =======================
+``conv1.weight``                ``conv1/kernel``                       OIHW -> HWIO
+``bn1.{weight,bias}``           ``bn1/{scale,bias}``                   --
+``bn1.running_{mean,var}``      ``bn1/{mean,var}`` (``nnx.BatchStat``)  --
+``layerL.i.convK.weight``       ``layerL/i/convK/kernel``              OIHW -> HWIO
+``layerL.i.bnK.*``              ``layerL/i/bnK/*``                     as ``bn1``
+``layerL.i.downsample.0.weight``  ``layerL/i/downsample/0/kernel``     OIHW -> HWIO
+``layerL.i.downsample.1.*``     ``layerL/i/downsample/1/*``            as ``bn1``
+``fc.weight``                   ``head/fc/kernel``                     transpose
+``fc.bias``                     ``head/fc/bias``                       --
+==============================  =====================================  =======================
+
+(``bnK.num_batches_tracked`` has no counterpart and is dropped.) OIHW -> HWIO is
+``w.transpose(2, 3, 1, 0)``. The only rename is ``fc`` -> ``head/fc``.
+
+Batch norm takes ``use_running_average=not train`` at every call instead of relying on
+``model.train()``/``model.eval()``: training runs functionally (``nnx.split`` once, ``nnx.merge``
+inside ``jax.jit``), where a flag passed explicitly is the one thing guaranteed to be honoured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype
+
+from jaxcxr.models import register
+from jaxcxr.models.heads import ClassifierHead
+
+__all__ = ["BasicBlock", "Bottleneck", "ResNet"]
+
+# torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), i.e. an untruncated normal
+# with variance 2 / (out_channels * kh * kw). JAX's fan_out for an HWIO kernel is the same product.
+_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _conv(
+  in_ch: int,
+  out_ch: int,
+  kernel: int,
+  stride: int,
+  *,
+  rngs: nnx.Rngs,
+  dtype: Dtype,
+  param_dtype: Dtype,
+) -> nnx.Conv:
+  # Explicit symmetric padding k//2 like torch: 'SAME' pads asymmetrically for stride 2 and
+  # even inputs, which would shift every feature map by a pixel relative to torch weights.
+  pad = kernel // 2
+  return nnx.Conv(
+    in_ch,
+    out_ch,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=False,
+    kernel_init=_CONV_INIT,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
+
+
+def _bn(
+  ch: int, *, zero_init: bool = False, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype
+) -> nnx.BatchNorm:
+  # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
+  return nnx.BatchNorm(
+    ch,
+    momentum=0.9,
+    epsilon=1e-5,
+    scale_init=nnx.initializers.zeros if zero_init else nnx.initializers.ones,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
+
+
+def _downsample(
+  in_ch: int, out_ch: int, stride: int, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype
+) -> nnx.List | None:
+  """1x1 projection shortcut, or None when the identity fits.
+
+  Kept as a 2-element list ``[conv, bn]`` so the paths are ``downsample/0`` and
+  ``downsample/1``, exactly torchvision's ``downsample.0`` / ``downsample.1``.
+  """
+  if stride == 1 and in_ch == out_ch:
+    return None
+  kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+  return nnx.List([_conv(in_ch, out_ch, 1, stride, **kw), _bn(out_ch, **kw)])
+
+
+def _shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
+  if downsample is None:
+    return x
+  conv, bn = downsample
+  return bn(conv(x), use_running_average=not train)
+
+
+class BasicBlock(nnx.Module):
+  """Two 3x3 convs with an identity (or 1x1 projection) shortcut; ResNet-18/34."""
+
+  expansion: int = 1
+
+  def __init__(
+    self,
+    in_ch: int,
+    planes: int,
+    stride: int = 1,
+    *,
+    zero_init_residual: bool = False,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the block.
+
+    Args:
+        in_ch: input channels.
+        planes: output channels (``planes * expansion``).
+        stride: stride of the first 3x3 conv and of the shortcut.
+        zero_init_residual: start ``bn2.scale`` at 0 so the block begins as the identity
+            (Goyal et al., 2017), as torchvision's option of the same name.
+        rngs: initialisation streams.
+        dtype: computation dtype.
+        param_dtype: parameter dtype.
+    """
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    out_ch = planes * self.expansion
+    self.conv1 = _conv(in_ch, planes, 3, stride, **kw)
+    self.bn1 = _bn(planes, **kw)
+    self.conv2 = _conv(planes, out_ch, 3, 1, **kw)
+    self.bn2 = _bn(out_ch, zero_init=zero_init_residual, **kw)
+    self.downsample = _downsample(in_ch, out_ch, stride, **kw)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    ura = not train
+    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=ura))
+    y = self.bn2(self.conv2(y), use_running_average=ura)
+    return nnx.relu(y + _shortcut(self.downsample, x, train))
+
+
+class Bottleneck(nnx.Module):
+  """1x1 reduce -> 3x3 (strided, v1.5) -> 1x1 expand (x4); ResNet-50/101/152."""
+
+  expansion: int = 4
+
+  def __init__(
+    self,
+    in_ch: int,
+    planes: int,
+    stride: int = 1,
+    *,
+    zero_init_residual: bool = False,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the block; arguments as :class:`BasicBlock` (``bn3`` is the zero-init one)."""
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    out_ch = planes * self.expansion
+    self.conv1 = _conv(in_ch, planes, 1, 1, **kw)
+    self.bn1 = _bn(planes, **kw)
+    self.conv2 = _conv(planes, planes, 3, stride, **kw)
+    self.bn2 = _bn(planes, **kw)
+    self.conv3 = _conv(planes, out_ch, 1, 1, **kw)
+    self.bn3 = _bn(out_ch, zero_init=zero_init_residual, **kw)
+    self.downsample = _downsample(in_ch, out_ch, stride, **kw)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    ura = not train
+    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=ura))
+    y = nnx.relu(self.bn2(self.conv2(y), use_running_average=ura))
+    y = self.bn3(self.conv3(y), use_running_average=ura)
+    return nnx.relu(y + _shortcut(self.downsample, x, train))
+
+
+class ResNet(nnx.Module):
+  """ResNet backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
+
+  Attributes:
+      conv1, bn1: the 7x7/2 stem.
+      layer1, layer2, layer3, layer4: ``nnx.List`` of blocks (torchvision names).
+      head: the pooling + dropout + ``fc`` classifier.
+      num_features: channels of the final feature map (512 or 2048 at width 64).
+  """
+
+  def __init__(
+    self,
+    block: type[BasicBlock | Bottleneck],
+    layers: Sequence[int],
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    width: int = 64,
+    zero_init_residual: bool = False,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the network.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: number of blocks in each of the four stages.
+        num_classes: number of logits; 0 makes the model return pooled features.
+        in_chans: input channels.
+        drop_rate: dropout before the classifier (training only).
+        width: stem / first-stage channels (64 in the paper); stages use width * 1, 2, 4, 8.
+        zero_init_residual: zero the last BN scale of every block.
+        rngs: initialisation streams.
+        dtype: computation dtype (e.g. ``jnp.bfloat16``).
+        param_dtype: parameter dtype.
+    """
+    if len(layers) != 4:
+      raise ValueError(f"ResNet: layers must have 4 stage depths, got {list(layers)}")
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    self.conv1 = _conv(in_chans, width, 7, 2, **kw)
+    self.bn1 = _bn(width, **kw)
+
+    in_ch = width
+    stages = []
+    for i, depth in enumerate(layers):
+      planes = width * 2**i
+      stride = 1 if i == 0 else 2
+      blocks = []
+      for j in range(depth):
+        blocks.append(
+          block(
+            in_ch,
+            planes,
+            stride if j == 0 else 1,
+            zero_init_residual=zero_init_residual,
+            **kw,
+          )
+        )
+        in_ch = planes * block.expansion
+      # nnx.List (not a plain list) so flax 0.12 tracks the blocks as submodules.
+      stages.append(nnx.List(blocks))
+    self.layer1, self.layer2, self.layer3, self.layer4 = stages
+
+    self.num_features = in_ch
+    self.num_classes = num_classes
+    self.head = ClassifierHead(in_ch, num_classes, drop_rate=drop_rate, **kw)
+
+  def forward_features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Stem and the four stages: ``(N, H, W, C)`` -> ``(N, H/32, W/32, num_features)``.
+
+    This is the un-pooled map Grad-CAM hooks onto.
+    """
+    x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
+    # max_pool pads with -inf, like torch's MaxPool2d(3, 2, padding=1).
+    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+      for blk in stage:
+        x = blk(x, train=train)
+    return x
+
+  def forward_head(
+    self,
+    feats: jax.Array,
+    *,
+    train: bool = False,
+    rngs: nnx.Rngs | jax.Array | None = None,
+  ) -> jax.Array:
+    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
+    return self.head(feats, train=train, rngs=rngs)
+
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    rngs: nnx.Rngs | jax.Array | None = None,
+  ) -> jax.Array:
+    """Logits ``(N, num_classes)`` for NHWC images ``x``.
+
+    Args:
+        x: images ``(N, H, W, in_chans)``.
+        train: use batch statistics (and update the running ones) and enable dropout.
+        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
+    """
+    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
+
+
+def _cfg(**overrides: Any) -> dict[str, Any]:
+  cfg = {
+    "input_size": (3, 224, 224),
+    "mean": _IMAGENET_MEAN,
+    "std": _IMAGENET_STD,
+    "first_conv": "conv1",
+    "classifier": "head.fc",
+  }
+  cfg.update(overrides)
+  return cfg
+
+
+def _register_resnet(
+  name: str, block: type[BasicBlock | Bottleneck], layers: Sequence[int], **defaults: Any
+) -> None:
+  """Registers ``name`` as a partial of :class:`ResNet` (flax examples' ``ResNet50 = partial``)."""
+
+  def factory(**kwargs: Any) -> ResNet:
+    return ResNet(block, layers, **{**defaults, **kwargs})
+
+  factory.__name__ = factory.__qualname__ = name
+  factory.__doc__ = f"{name}: {block.__name__}, layers {list(layers)}."
+  register(name, default_cfg=_cfg())(factory)
+
+
+_register_resnet("resnet18", BasicBlock, [2, 2, 2, 2])
+_register_resnet("resnet34", BasicBlock, [3, 4, 6, 3])
+_register_resnet("resnet50", Bottleneck, [3, 4, 6, 3])
+_register_resnet("resnet101", Bottleneck, [3, 4, 23, 3])
+_register_resnet("resnet152", Bottleneck, [3, 8, 36, 3])
+# Used for testing only (as flax examples' _ResNet1): a few thousand parameters, fast on CPU.
+_register_resnet("resnet_tiny", BasicBlock, [1, 1, 1, 1], width=8)
