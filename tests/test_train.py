@@ -1,0 +1,99 @@
+"""End-to-end training: reports, logs, resumption (exact), the CLI and its errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxcxr import train
+from tests.conftest import REPO, tiny_config
+
+REPORT_KEYS = {"accuracy", "auroc_macro", "top2_accuracy", "per_class", "confusion_matrix",
+               "class_names", "num_examples"}
+
+
+def _final_state(workdir):
+  ckpts = os.path.join(workdir, "checkpoints")
+  step = max(int(d) for d in os.listdir(ckpts) if d.isdigit())
+  return step, ocp.StandardCheckpointer().restore(os.path.join(ckpts, str(step), "state"))
+
+
+def test_train_and_evaluate_writes_reports_logs_and_checkpoints(tfds_dir, tmp_path):
+  c = tiny_config(tfds_dir, eval_every_steps=3)
+  results = train.train_and_evaluate(c, str(tmp_path))
+  assert set(results) == {"val", "test"}
+  for split in ("val", "test"):
+    with open(tmp_path / "eval" / f"{split}.json") as f:
+      report = json.load(f)
+    assert REPORT_KEYS <= set(report)
+    assert report["num_examples"] == 8  # Every example exactly once, padding removed.
+    assert report["class_names"] == ["normal", "pneumonia", "covid19"]
+    assert np.sum(report["confusion_matrix"]) == 8
+  history = [json.loads(l) for l in open(tmp_path / "eval" / "history.jsonl")]
+  assert [h["step"] for h in history] == [3, 6]
+  assert json.load(open(tmp_path / "config.json"))["model_name"] == "resnet_tiny"
+  assert glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
+  step, state = _final_state(tmp_path)
+  assert step == 6 and int(state["step"]) == 6
+  # Re-running a finished run trains no further and reproduces the same evaluation.
+  again = train.train_and_evaluate(c, str(tmp_path))
+  assert again["test"] == results["test"]
+
+
+@pytest.mark.slow
+def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tfds_dir, tmp_path):
+  # 24 training images, batch 8: 3 steps per epoch; stopping after step 4 is mid-epoch 2.
+  c = tiny_config(tfds_dir, total_steps=7, checkpoint_every_steps=3, eval_splits=("test",))
+  c.augment.flip = 0.5  # Augmentation draws must resume too.
+  c.model.drop_rate = 0.2  # And dropout keys.
+  full = tmp_path / "full"
+  train.train_and_evaluate(c, str(full))
+
+  parted = tmp_path / "parted"
+  c_halt = tiny_config(tfds_dir, total_steps=7, checkpoint_every_steps=3, eval_splits=("test",),
+                       halt_after_steps=4)
+  c_halt.augment.flip, c_halt.model.drop_rate = 0.5, 0.2
+  assert train.train_and_evaluate(c_halt, str(parted)) == {}  # Halted: no final evaluation.
+  assert _final_state(parted)[0] == 4
+  train.train_and_evaluate(c, str(parted))  # The same command again resumes from step 4.
+
+  (s_full, a), (s_part, b) = _final_state(full), _final_state(parted)
+  assert s_full == s_part == 7
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert json.load(open(full / "eval" / "test.json")) == json.load(
+      open(parted / "eval" / "test.json"))
+
+
+def _cli(*args, timeout=600, env=None):
+  return subprocess.run(
+      [sys.executable, "-m", "jaxcxr.train", *args], cwd=REPO, capture_output=True, text=True,
+      timeout=timeout, env=env,
+  )
+
+
+def test_cli_rejects_a_misspelt_key_with_suggestions(tmp_path):
+  proc = _cli("--config", "configs/quickstart.py", "--workdir", str(tmp_path),
+              "--config.input.batch_sise=16")
+  assert proc.returncode != 0
+  assert "batch_sise" in proc.stderr and "batch_size" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_trains_with_overrides_and_config_args(tfds_dir, tmp_path):
+  proc = _cli(
+      "--config", "configs/chest_xray.py:tiny", "--workdir", str(tmp_path),
+      "--config.input.data=synthetic_cxr/tiny", f"--config.input.data_dir={tfds_dir}",
+      "--config.input.batch_size=8", "--config.input.image_size=32", "--config.num_epochs=0",
+      "--config.total_steps=2", "--config.eval_splits=('test',)", "--config.progress_bar=False",
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "[test] n=8" in proc.stdout
+  cfg = json.load(open(tmp_path / "config.json"))
+  assert cfg["model_name"] == "resnet_tiny" and cfg["input"]["batch_size"] == 8
