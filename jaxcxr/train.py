@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging as std_logging
 import os
 import sys
 import time
@@ -370,8 +371,16 @@ flags.DEFINE_integer("process_id", None, "This process's id in a multi-process r
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
 
 
+class _QuietCheckpointLogs(std_logging.Filter):
+  """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint); keeps its warnings."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
   del argv
+  logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   if FLAGS.coordinator_address or FLAGS.multihost:
     sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   train_and_evaluate(FLAGS.config, FLAGS.workdir)

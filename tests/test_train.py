@@ -97,3 +97,21 @@ def test_cli_trains_with_overrides_and_config_args(tfds_dir, tmp_path):
   assert "[test] n=8" in proc.stdout
   cfg = json.load(open(tmp_path / "config.json"))
   assert cfg["model_name"] == "resnet_tiny" and cfg["input"]["batch_size"] == 8
+
+
+@pytest.mark.slow
+def test_trains_on_the_real_kermany_sample(tmp_path):
+  from tests.conftest import require_shared  # pylint: disable=g-import-not-at-top
+  from configs import chest_xray  # pylint: disable=g-import-not-at-top
+
+  manual_dir = require_shared("chest_xray")
+  c = chest_xray.get_config("tiny")
+  c.input.manual_dir = str(manual_dir)
+  c.input.data_dir = str(tmp_path / "tfds")
+  c.input.image_size, c.input.batch_size = 32, 8
+  c.num_epochs, c.total_steps = 0.0, 3
+  c.eval_every_steps, c.progress_bar, c.eval_splits = 0, False, ("test",)
+  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  n_test = len(glob.glob(str(manual_dir / "test" / "*" / "*.jpeg")))
+  assert results["test"]["num_examples"] == n_test
+  assert results["test"]["class_names"] == ["normal", "pneumonia"]
