@@ -23,9 +23,9 @@ from jaxcxr import config_lib, losses, optim, sharding, train
 
 # Dense peak FLOP/s per device (no sparsity), by dtype; used only for the MFU figure.
 PEAK_FLOPS = {
-    "H100": {"bfloat16": 989e12, "float32": 67e12},
-    "H200": {"bfloat16": 989e12, "float32": 67e12},
-    "A100": {"bfloat16": 312e12, "float32": 19.5e12},
+  "H100": {"bfloat16": 989e12, "float32": 67e12},
+  "H200": {"bfloat16": 989e12, "float32": 67e12},
+  "A100": {"bfloat16": 312e12, "float32": 19.5e12},
 }
 
 
@@ -56,16 +56,24 @@ def main():
   state = sharding.replicate(state, mesh)
   rng = np.random.default_rng(0)
   local = sharding.local_batch_size(a.batch_size, mesh)
-  batch = sharding.shard_batch({
+  batch = sharding.shard_batch(
+    {
       "image": rng.integers(0, 256, (local, a.image_size, a.image_size, 1), dtype=np.uint8),
       "label": rng.integers(0, a.num_classes, (local,), dtype=np.int32),
-  }, mesh)
+    },
+    mesh,
+  )
   step = jax.jit(
-      functools.partial(
-          train.train_step, graphdef=graphdef, tx=tx, schedule=schedule, config=c,
-          loss_fn=losses.make_loss(c.loss, a.num_classes), base_key=jax.random.key(0),
-      ),
-      donate_argnums=0,
+    functools.partial(
+      train.train_step,
+      graphdef=graphdef,
+      tx=tx,
+      schedule=schedule,
+      config=c,
+      loss_fn=losses.make_loss(c.loss, a.num_classes),
+      base_key=jax.random.key(0),
+    ),
+    donate_argnums=0,
   )
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
@@ -88,13 +96,24 @@ def main():
   peak = next((v.get(a.dtype) for k, v in PEAK_FLOPS.items() if k in kind), None)
   # cost_analysis counts the FLOPs of the per-device program.
   mfu = flops / dt / peak if peak and flops == flops else None
-  print(json.dumps({
-      "model": a.model, "image_size": a.image_size, "batch_size": a.batch_size, "dtype": a.dtype,
-      "devices": jax.device_count(), "device_kind": kind, "compile_s": round(compile_s, 2),
-      "step_s": round(dt, 4), "images_per_s": round(a.batch_size / dt, 2),
-      "flops_per_step_per_device": flops, "mfu": None if mfu is None else round(mfu, 4),
-      "loss": float(m["loss"]),
-  }))
+  print(
+    json.dumps(
+      {
+        "model": a.model,
+        "image_size": a.image_size,
+        "batch_size": a.batch_size,
+        "dtype": a.dtype,
+        "devices": jax.device_count(),
+        "device_kind": kind,
+        "compile_s": round(compile_s, 2),
+        "step_s": round(dt, 4),
+        "images_per_s": round(a.batch_size / dt, 2),
+        "flops_per_step_per_device": flops,
+        "mfu": None if mfu is None else round(mfu, 4),
+        "loss": float(m["loss"]),
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@ r"""ResNet-18 from scratch on Kermany's pediatric pneumonia set (normal vs pneum
 
     python -m jaxcxr.train --config configs/chest_xray.py --workdir W \
         --config.input.manual_dir=../shared/data/chest_xray
-    python -m jaxcxr.train --config configs/chest_xray.py:3class --workdir W ...  # normal/bacterial/viral
+    # normal / bacterial / viral pneumonia:
+    python -m jaxcxr.train --config configs/chest_xray.py:3class --workdir W ...
 
 The dataset is prepared from a manual download (Kermany et al. 2018, Mendeley data
 rscbjbr9sj/2; see tfds_builders/chest_xray_pneumonia/README.md) into array_record files on first

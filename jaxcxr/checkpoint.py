@@ -25,47 +25,47 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 3, save_every_steps: int = 1000):
     self.directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
-            save_interval_steps=max(1, save_every_steps),
-            enable_async_checkpointing=True,
-            create=True,
-        ),
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        save_interval_steps=max(1, save_every_steps),
+        enable_async_checkpointing=True,
+        create=True,
+      ),
     )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(
-      self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
+    self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
   ) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
     return self.manager.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
-            meta=ocp.args.JsonSave(meta),
-        ),
-        force=force,
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+        meta=ocp.args.JsonSave(meta),
+      ),
+      force=force,
     )
 
   def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> tuple[Any, Any]:
     """Restores the state (shaped and sharded like `abstract_state`) and the data iterator."""
     restored = self.manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator),
-        ),
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iterator),
+      ),
     )
     return restored["state"], restored["data"]
 
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores only the train state (for evaluation or fine-tuning from a run)."""
     restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     )
     return restored["state"]
 

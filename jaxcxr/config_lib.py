@@ -102,8 +102,8 @@ def resolve_total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int)
   """Training length in steps, from `total_steps` or `num_epochs` (exactly one must be set)."""
   if config.total_steps and config.num_epochs:
     raise ValueError(
-        f"Set config.total_steps ({config.total_steps}) or config.num_epochs "
-        f"({config.num_epochs}), not both."
+      f"Set config.total_steps ({config.total_steps}) or config.num_epochs "
+      f"({config.num_epochs}), not both."
     )
   if config.total_steps:
     return int(config.total_steps)

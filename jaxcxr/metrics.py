@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
 
 def classification_metrics(
-    labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
+  labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, Any]:
   """All evaluation metrics for integer `labels` (N,) and class probabilities `probs` (N, C).
 
@@ -30,23 +31,25 @@ def classification_metrics(
   num_classes = len(class_names)
   if probs.ndim != 2 or probs.shape[1] != num_classes or probs.shape[0] != labels.shape[0]:
     raise ValueError(
-        f"probs must have shape (num_examples={labels.shape[0]}, num_classes={num_classes}); "
-        f"got {probs.shape}."
+      f"probs must have shape (num_examples={labels.shape[0]}, num_classes={num_classes}); "
+      f"got {probs.shape}."
     )
   class_ids = list(range(num_classes))
   preds = probs.argmax(-1)
   out: dict[str, Any] = {
-      "num_examples": int(labels.shape[0]),
-      "class_names": list(class_names),
-      "accuracy": float(skm.accuracy_score(labels, preds)),
-      # sklearn wants the positive-class score alone in the binary case.
-      "top2_accuracy": float(
-          skm.top_k_accuracy_score(
-              labels, probs[:, 1] if num_classes == 2 else probs, k=min(2, num_classes),
-              labels=class_ids,
-          )
-      ),
-      "confusion_matrix": skm.confusion_matrix(labels, preds, labels=class_ids).tolist(),
+    "num_examples": int(labels.shape[0]),
+    "class_names": list(class_names),
+    "accuracy": float(skm.accuracy_score(labels, preds)),
+    # sklearn wants the positive-class score alone in the binary case.
+    "top2_accuracy": float(
+      skm.top_k_accuracy_score(
+        labels,
+        probs[:, 1] if num_classes == 2 else probs,
+        k=min(2, num_classes),
+        labels=class_ids,
+      )
+    ),
+    "confusion_matrix": skm.confusion_matrix(labels, preds, labels=class_ids).tolist(),
   }
   present = np.unique(labels)
   per_class_auc: list[float | None] = [None] * num_classes
@@ -61,24 +64,26 @@ def classification_metrics(
       # One-vs-rest macro AUROC via the one-hot (multilabel) form: identical to
       # multi_class="ovr", and also valid for sigmoid scores that do not sum to one.
       out["auroc_macro"] = float(
-          skm.roc_auc_score(np.eye(num_classes)[labels], probs, average="macro")
+        skm.roc_auc_score(np.eye(num_classes)[labels], probs, average="macro")
       )
-    per_class_auc = [
-        float(skm.roc_auc_score(labels == c, probs[:, c])) for c in class_ids
-    ]
+    per_class_auc = [float(skm.roc_auc_score(labels == c, probs[:, c])) for c in class_ids]
   report = skm.classification_report(
-      labels, preds, labels=class_ids, target_names=list(class_names), output_dict=True,
-      zero_division=0,
+    labels,
+    preds,
+    labels=class_ids,
+    target_names=list(class_names),
+    output_dict=True,
+    zero_division=0,
   )
   out["per_class"] = {
-      name: {
-          "precision": float(report[name]["precision"]),
-          "recall": float(report[name]["recall"]),
-          "f1": float(report[name]["f1-score"]),
-          "support": int(report[name]["support"]),
-          "auroc": per_class_auc[i],
-      }
-      for i, name in enumerate(class_names)
+    name: {
+      "precision": float(report[name]["precision"]),
+      "recall": float(report[name]["recall"]),
+      "f1": float(report[name]["f1-score"]),
+      "support": int(report[name]["support"]),
+      "auroc": per_class_auc[i],
+    }
+    for i, name in enumerate(class_names)
   }
   return out
 

@@ -13,7 +13,8 @@ Config (`config.optimizer`, `config.schedule`):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -26,7 +27,7 @@ SCHEDULES = ("constant", "cosine", "step", "warmup_constant")
 
 
 def make_schedule(
-    cfg: ml_collections.ConfigDict, base_lr: float, total_steps: int, steps_per_epoch: int
+  cfg: ml_collections.ConfigDict, base_lr: float, total_steps: int, steps_per_epoch: int
 ) -> Schedule:
   """Learning-rate schedule from `config.schedule`.
 
@@ -44,14 +45,14 @@ def make_schedule(
     main = optax.constant_schedule(base_lr)
   elif name == "cosine":
     main = optax.cosine_decay_schedule(
-        base_lr, max(total_steps - warmup, 1), alpha=float(cfg.get("end_factor", 0.0))
+      base_lr, max(total_steps - warmup, 1), alpha=float(cfg.get("end_factor", 0.0))
     )
   elif name == "step":
     bounds = list(cfg.get("boundaries_steps", ()) or ())
     bounds += [int(e * steps_per_epoch) for e in (cfg.get("boundaries_epochs", ()) or ())]
     factor = float(cfg.get("factor", 0.1))
     main = optax.piecewise_constant_schedule(
-        base_lr, {max(b - warmup, 1): factor for b in sorted(bounds)}
+      base_lr, {max(b - warmup, 1): factor for b in sorted(bounds)}
     )
   else:
     raise ValueError(f"config.schedule.name={name!r} is not one of {SCHEDULES}.")
@@ -67,7 +68,7 @@ def decay_mask(params: Any) -> Any:
 
 
 def make_optimizer(
-    cfg: ml_collections.ConfigDict, schedule: Schedule
+  cfg: ml_collections.ConfigDict, schedule: Schedule
 ) -> optax.GradientTransformation:
   """The optimizer from `config.optimizer`, with optional clipping and weight decay.
 
@@ -88,8 +89,9 @@ def make_optimizer(
     opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=decay_mask)
   elif name == "sgd":
     opt = optax.sgd(
-        schedule, momentum=float(cfg.get("momentum", 0.9)) or None,
-        nesterov=bool(cfg.get("nesterov", False)),
+      schedule,
+      momentum=float(cfg.get("momentum", 0.9)) or None,
+      nesterov=bool(cfg.get("nesterov", False)),
     )
   else:
     raise ValueError(f"config.optimizer.name={name!r} is not one of {OPTIMIZERS}.")

@@ -12,19 +12,21 @@ global arrays with `jax.make_array_from_process_local_data`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
 
 def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
 ) -> None:
   """Calls `jax.distributed.initialize`, with explicit arguments or cluster auto-detection.
 
@@ -37,9 +39,9 @@ def initialize_distributed(
     # only concerns the CPU backend (and must be set before any backend starts).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
-      coordinator_address=coordinator_address,
-      num_processes=num_processes,
-      process_id=process_id,
+    coordinator_address=coordinator_address,
+    num_processes=num_processes,
+    process_id=process_id,
   )
 
 
@@ -48,9 +50,7 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   devices = list(devices if devices is not None else jax.devices())
   # Auto axes keep classic sharding propagation inside jit; the batch sharding is the only
   # annotation a data-parallel step needs.
-  return jax.make_mesh(
-      (len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices
-  )
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -66,8 +66,8 @@ def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
   n_dev = mesh.devices.size
   if global_batch_size % n_dev:
     raise ValueError(
-        f"config.input.batch_size={global_batch_size} must be divisible by the number of devices "
-        f"({n_dev}) so that every device gets the same number of examples."
+      f"config.input.batch_size={global_batch_size} must be divisible by the number of devices "
+      f"({n_dev}) so that every device gets the same number of examples."
     )
   return global_batch_size // jax.process_count()
 
@@ -87,9 +87,7 @@ def process_allgather(tree: Any) -> Any:
   """Gathers a pytree of global (possibly batch-sharded) arrays into host numpy on every process."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
-  return jax.tree.map(
-      lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree
-  )
+  return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
 
 
 def sync(name: str) -> None:

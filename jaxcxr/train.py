@@ -18,7 +18,8 @@ import logging as std_logging
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -46,20 +47,20 @@ class TrainState:
 
 
 def loss_and_grads(
-    state: TrainState,
-    batch: dict[str, jax.Array],
-    *,
-    graphdef: nnx.GraphDef,
-    loss_fn: Callable[..., jax.Array],
-    config: ml_collections.ConfigDict,
-    base_key: jax.Array,
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  loss_fn: Callable[..., jax.Array],
+  config: ml_collections.ConfigDict,
+  base_key: jax.Array,
 ) -> tuple[jax.Array, jax.Array, nnx.State, nnx.State]:
   """Mean loss over the global batch, logits, updated batch statistics and parameter gradients."""
   # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
   aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
   images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
   images = augment.normalize(
-      images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
+    images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
   )
 
   def compute_loss(params, rest):
@@ -73,51 +74,52 @@ def loss_and_grads(
     return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
   (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
-      state.params, state.rest
+    state.params, state.rest
   )
   return loss, logits, new_rest, grads
 
 
 def train_step(
-    state: TrainState,
-    batch: dict[str, jax.Array],
-    *,
-    graphdef: nnx.GraphDef,
-    tx: optax.GradientTransformation,
-    loss_fn: Callable[..., jax.Array],
-    schedule: optim.Schedule,
-    config: ml_collections.ConfigDict,
-    base_key: jax.Array,
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  loss_fn: Callable[..., jax.Array],
+  schedule: optim.Schedule,
+  config: ml_collections.ConfigDict,
+  base_key: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch of uint8 images and integer labels."""
   loss, logits, new_rest, grads = loss_and_grads(
-      state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key
+    state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key
   )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(
-      step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state
-  )
+  new_state = state.replace(step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state)
   step_metrics = {
-      "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "grad_norm": optax.tree.norm(grads),
-      "lr": schedule(state.step),
+    "loss": loss,
+    "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+    "grad_norm": optax.tree.norm(grads),
+    "lr": schedule(state.step),
   }
   return new_state, step_metrics
 
 
 def predict_step(
-    state: TrainState,
-    batch: dict[str, jax.Array],
-    *,
-    graphdef: nnx.GraphDef,
-    config: ml_collections.ConfigDict,
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  config: ml_collections.ConfigDict,
 ) -> jax.Array:
   """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
   images = augment.normalize(
-      augment.to_float(batch["image"]), config.input.mean, config.input.std,
-      config.model.in_chans, jnp.dtype(config.dtype),
+    augment.to_float(batch["image"]),
+    config.input.mean,
+    config.input.std,
+    config.model.in_chans,
+    jnp.dtype(config.dtype),
   )
   model = nnx.merge(graphdef, state.params, state.rest)
   logits = model(images, train=False).astype(jnp.float32)
@@ -127,37 +129,39 @@ def predict_step(
 
 
 def evaluate_split(
-    predict_fn: Callable[..., jax.Array],
-    state: TrainState,
-    source: Any,
-    *,
-    mesh: jax.sharding.Mesh,
-    config: ml_collections.ConfigDict,
-    class_names: list[str],
+  predict_fn: Callable[..., jax.Array],
+  state: TrainState,
+  source: Any,
+  *,
+  mesh: jax.sharding.Mesh,
+  config: ml_collections.ConfigDict,
+  class_names: list[str],
 ) -> dict[str, Any]:
   """Runs `predict_fn` over a whole split (every example exactly once) and computes metrics."""
   global_bs = config.input.eval_batch_size or config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
   probs, labels, masks = [], [], []
   for batch in pipeline.eval_batches(
-      source, local_batch_size=local_bs, image_size=config.input.image_size,
-      num_threads=config.input.num_threads,
+    source,
+    local_batch_size=local_bs,
+    image_size=config.input.image_size,
+    num_threads=config.input.num_threads,
   ):
     sharded = sharding.shard_batch(batch, mesh)
     p = predict_fn(state, {"image": sharded["image"]})
     gathered = sharding.process_allgather(
-        {"probs": p, "label": sharded["label"], "mask": sharded["mask"]}
+      {"probs": p, "label": sharded["label"], "mask": sharded["mask"]}
     )
     probs.append(gathered["probs"])
     labels.append(gathered["label"])
     masks.append(gathered["mask"])
   keep = np.concatenate(masks) > 0
   result = metrics.classification_metrics(
-      np.concatenate(labels)[keep], np.concatenate(probs)[keep], class_names
+    np.concatenate(labels)[keep], np.concatenate(probs)[keep], class_names
   )
   if result["num_examples"] != len(source):
     raise RuntimeError(
-        f"Evaluated {result['num_examples']} examples but the split has {len(source)}."
+      f"Evaluated {result['num_examples']} examples but the split has {len(source)}."
     )
   return result
 
@@ -166,15 +170,15 @@ def _load_datasets(config: ml_collections.ConfigDict):
   """The TFDS builder, prepared on the first process if needed, with its class names."""
   if config.input.prepare and jax.process_index() == 0:
     datasets.prepare(
-        datasets.get_builder(config.input.data, config.input.data_dir), config.input.manual_dir
+      datasets.get_builder(config.input.data, config.input.data_dir), config.input.manual_dir
     )
   sharding.sync("dataset_prepared")
   # Re-created after preparation so that every process reads the written dataset_info.
   builder = datasets.get_builder(config.input.data, config.input.data_dir)
   if not datasets.is_prepared(builder):
     raise FileNotFoundError(
-        f"Dataset {config.input.data} is not prepared in {builder.data_dir}. Run `tfds build` "
-        "for it (see tfds_builders/<name>/README.md) or set config.input.prepare=True."
+      f"Dataset {config.input.data} is not prepared in {builder.data_dir}. Run `tfds build` "
+      "for it (see tfds_builders/<name>/README.md) or set config.input.prepare=True."
     )
   return builder
 
@@ -183,24 +187,24 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Mod
   kwargs = dict(config.model)
   in_chans = kwargs.pop("in_chans")
   return models.create(
-      config.model_name,
-      num_classes=num_classes,
-      in_chans=in_chans,
-      rngs=nnx.Rngs(config.seed),
-      dtype=jnp.dtype(config.dtype),
-      **kwargs,
+    config.model_name,
+    num_classes=num_classes,
+    in_chans=in_chans,
+    rngs=nnx.Rngs(config.seed),
+    dtype=jnp.dtype(config.dtype),
+    **kwargs,
   )
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, num_classes: int, tx: optax.GradientTransformation
+  config: ml_collections.ConfigDict, num_classes: int, tx: optax.GradientTransformation
 ) -> tuple[nnx.GraphDef, TrainState]:
   """The model's static graph and its initial train state (host arrays)."""
   model = create_model(config, num_classes)
   logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
   )
   return graphdef, state
 
@@ -218,8 +222,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   mesh = sharding.make_mesh()
   logging.info(
-      "%d processes, %d devices (%s); mesh %s", jax.process_count(), jax.device_count(),
-      jax.default_backend(), dict(mesh.shape),
+    "%d processes, %d devices (%s); mesh %s",
+    jax.process_count(),
+    jax.device_count(),
+    jax.default_backend(),
+    dict(mesh.shape),
   )
 
   builder = _load_datasets(config)
@@ -227,8 +234,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_classes = config.num_classes or len(class_names)
   if num_classes != len(class_names):
     raise ValueError(
-        f"config.num_classes={config.num_classes} but {config.input.data} has "
-        f"{len(class_names)} classes {class_names}."
+      f"config.num_classes={config.num_classes} but {config.input.data} has "
+      f"{len(class_names)} classes {class_names}."
     )
   train_source = datasets.data_source(builder, config.input.train_split)
   global_bs = config.input.batch_size
@@ -242,36 +249,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = sharding.replicate(state, mesh)
 
   train_iter = pipeline.train_iterator(
-      train_source, local_batch_size=local_bs, image_size=config.input.image_size,
-      seed=config.seed, num_workers=config.input.num_workers,
-      num_threads=config.input.num_threads,
+    train_source,
+    local_batch_size=local_bs,
+    image_size=config.input.image_size,
+    seed=config.seed,
+    num_workers=config.input.num_workers,
+    num_threads=config.input.num_threads,
   )
   checkpointer = ckpt_lib.Checkpointer(
-      os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
-      save_every_steps=config.checkpoint_every_steps,
+    os.path.join(workdir, "checkpoints"),
+    max_to_keep=config.keep_checkpoints,
+    save_every_steps=config.checkpoint_every_steps,
   )
   start_step = checkpointer.latest_step() or 0
   if start_step:
     logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
-    state, train_iter = checkpointer.restore(
-        start_step, ckpt_lib.abstract_like(state), train_iter
-    )
+    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(state), train_iter)
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
   repl = sharding.replicated(mesh)
   jit_train = jax.jit(
-      functools.partial(
-          train_step, graphdef=graphdef, tx=tx, loss_fn=losses.make_loss(config.loss, num_classes),
-          schedule=schedule, config=config, base_key=jax.random.key(config.seed),
-      ),
-      donate_argnums=0,
-      out_shardings=(repl, repl),
+    functools.partial(
+      train_step,
+      graphdef=graphdef,
+      tx=tx,
+      loss_fn=losses.make_loss(config.loss, num_classes),
+      schedule=schedule,
+      config=config,
+      base_key=jax.random.key(config.seed),
+    ),
+    donate_argnums=0,
+    out_shardings=(repl, repl),
   )
   jit_predict = jax.jit(functools.partial(predict_step, graphdef=graphdef, config=config))
   eval_fn = functools.partial(
-      evaluate_split, jit_predict, mesh=mesh, config=config, class_names=class_names
+    evaluate_split, jit_predict, mesh=mesh, config=config, class_names=class_names
   )
 
   writer = _summary_writer(workdir) if is_main else None
@@ -294,8 +308,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           writer.add_scalar(f"train/{k}", v, done)
       if progress:
         progress.set_postfix(
-            loss=f"{scalars['loss']:.4f}", lr=f"{scalars['lr']:.2e}",
-            img_s=f"{scalars['images_per_sec']:.1f}",
+          loss=f"{scalars['loss']:.4f}",
+          lr=f"{scalars['lr']:.2e}",
+          img_s=f"{scalars['images_per_sec']:.1f}",
         )
     if progress:
       progress.update(1)
@@ -352,19 +367,21 @@ def _log_eval(writer, split: str, result: dict[str, Any], step: int) -> None:
 def _format_eval(split: str, r: dict[str, Any]) -> str:
   auroc = "n/a" if r["auroc_macro"] is None else f"{r['auroc_macro']:.4f}"
   return (
-      f"[{split}] n={r['num_examples']} accuracy={r['accuracy']:.4f} auroc_macro={auroc} "
-      f"top2_accuracy={r['top2_accuracy']:.4f}"
+    f"[{split}] n={r['num_examples']} accuracy={r['accuracy']:.4f} auroc_macro={auroc} "
+    f"top2_accuracy={r['top2_accuracy']:.4f}"
   )
 
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
+  "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and eval reports go here.")
 flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 for multi-process runs (with "
-    "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost."
+  "coordinator_address",
+  None,
+  "host:port of process 0 for multi-process runs (with "
+  "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost.",
 )
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's id in a multi-process run.")
@@ -382,7 +399,9 @@ def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   if FLAGS.coordinator_address or FLAGS.multihost:
-    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    sharding.initialize_distributed(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+    )
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -18,7 +18,9 @@ def shared_data_dir() -> pathlib.Path:
 def require_shared(sub: str) -> pathlib.Path:
   path = shared_data_dir() / sub
   if not path.is_dir():
-    pytest.skip(f"real data not found at {path} (set JAXCXR_SHARED_DATA); skipping", allow_module_level=False)
+    pytest.skip(
+      f"real data not found at {path} (set JAXCXR_SHARED_DATA); skipping", allow_module_level=False
+    )
   return path
 
 

@@ -29,8 +29,8 @@ def main():
   config_lib.fastai_augment(c)  # Augmentation runs sharded too; its draws must not depend on it.
   rng = np.random.default_rng(0)
   batch = {
-      "image": rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8),
-      "label": rng.integers(0, 3, (16,), dtype=np.int32),
+    "image": rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8),
+    "label": rng.integers(0, 3, (16,), dtype=np.int32),
   }
   schedule = optim.make_schedule(c.schedule, 1e-2, 10, 1)
   tx = optim.make_optimizer(c.optimizer, schedule)
@@ -45,20 +45,29 @@ def main():
     assert len(b["image"].sharding.device_set) == n
     grads_fn = jax.jit(functools.partial(train.loss_and_grads, graphdef=graphdef, **kw))
     loss, _, _, grads = grads_fn(state, b)
-    step_fn = jax.jit(functools.partial(
-        train.train_step, graphdef=graphdef, tx=tx, schedule=schedule, **kw))
+    step_fn = jax.jit(
+      functools.partial(train.train_step, graphdef=graphdef, tx=tx, schedule=schedule, **kw)
+    )
     new_state, _ = step_fn(state, b)
     out[n] = jax.device_get((loss, grads, new_state.params, new_state.rest))
   diff = lambda a, b: max(
-      float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
   grad_scale = max(float(np.max(np.abs(g))) for g in jax.tree.leaves(out[1][1]))
-  print(json.dumps({
-      "loss_1": float(out[1][0]), "loss_8": float(out[8][0]),
-      "loss": abs(float(out[1][0]) - float(out[8][0])),
-      "grads": diff(out[1][1], out[8][1]), "grad_scale": grad_scale,
-      "params": diff(out[1][2], out[8][2]), "batch_stats": diff(out[1][3], out[8][3]),
-  }))
+  print(
+    json.dumps(
+      {
+        "loss_1": float(out[1][0]),
+        "loss_8": float(out[8][0]),
+        "loss": abs(float(out[1][0]) - float(out[8][0])),
+        "grads": diff(out[1][1], out[8][1]),
+        "grad_scale": grad_scale,
+        "params": diff(out[1][2], out[8][2]),
+        "batch_stats": diff(out[1][3], out[8][3]),
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ def test_normalize_grey_to_rgb():
   x = jnp.full((1, 2, 2, 1), 0.5)
   y = augment.normalize(x, config_lib.IMAGENET_MEAN, config_lib.IMAGENET_STD, in_chans=3)
   assert y.shape == (1, 2, 2, 3)
-  np.testing.assert_allclose(y[0, 0, 0], (0.5 - np.array(config_lib.IMAGENET_MEAN)) /
-                             np.array(config_lib.IMAGENET_STD), rtol=1e-6)
+  np.testing.assert_allclose(
+    y[0, 0, 0],
+    (0.5 - np.array(config_lib.IMAGENET_MEAN)) / np.array(config_lib.IMAGENET_STD),
+    rtol=1e-6,
+  )
   y1 = augment.normalize(x, (0.5,), (0.25,), in_chans=1)
   np.testing.assert_allclose(y1, 0.0)

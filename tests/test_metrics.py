@@ -7,13 +7,27 @@ from jaxcxr import metrics
 
 def test_three_class_report_keys_and_values():
   labels = np.array([0, 0, 1, 1, 2, 2, 2])
-  probs = np.array([
-      [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7],
-      [0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1],
-  ])
+  probs = np.array(
+    [
+      [0.8, 0.1, 0.1],
+      [0.3, 0.6, 0.1],
+      [0.2, 0.7, 0.1],
+      [0.1, 0.2, 0.7],
+      [0.1, 0.1, 0.8],
+      [0.2, 0.2, 0.6],
+      [0.5, 0.4, 0.1],
+    ]
+  )
   m = metrics.classification_metrics(labels, probs, ["normal", "pneumonia", "covid19"])
-  assert set(m) >= {"accuracy", "auroc_macro", "top2_accuracy", "per_class", "confusion_matrix",
-                    "class_names", "num_examples"}
+  assert set(m) >= {
+    "accuracy",
+    "auroc_macro",
+    "top2_accuracy",
+    "per_class",
+    "confusion_matrix",
+    "class_names",
+    "num_examples",
+  }
   preds = probs.argmax(1)
   assert m["accuracy"] == pytest.approx(np.mean(preds == labels))
   assert m["num_examples"] == 7
@@ -21,7 +35,8 @@ def test_three_class_report_keys_and_values():
   # top-2: example 6 (true 2, scores .5/.4/.1) is the only miss.
   assert m["top2_accuracy"] == pytest.approx(6 / 7)
   assert m["auroc_macro"] == pytest.approx(
-      skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+    skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+  )
   assert m["per_class"]["covid19"]["support"] == 3
   assert m["per_class"]["covid19"]["recall"] == pytest.approx(2 / 3)
   assert m["per_class"]["normal"]["precision"] == pytest.approx(1 / 2)

@@ -125,7 +125,8 @@ def test_functional_train_step_under_jit(name):
   assert jax.tree.structure(grads) == jax.tree.structure(params)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   assert any(
-    bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(new_stats), jax.tree.leaves(stats))
+    bool(jnp.any(a != b))
+    for a, b in zip(jax.tree.leaves(new_stats), jax.tree.leaves(stats), strict=True)
   )
 
   @jax.jit

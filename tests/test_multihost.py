@@ -29,22 +29,41 @@ def test_two_processes_train_and_evaluate(tfds_dir, tmp_path):
   datasets.prepare(datasets.get_builder("synthetic_cxr/tiny", tfds_dir))
   port = _free_port()
   common = [
-      sys.executable, "-m", "jaxcxr.train", "--config", "configs/quickstart.py",
-      "--workdir", str(tmp_path), f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-      "--config.input.data=synthetic_cxr/tiny", f"--config.input.data_dir={tfds_dir}",
-      "--config.input.image_size=32", "--config.input.batch_size=8", "--config.num_epochs=0",
-      "--config.total_steps=4", "--config.schedule.warmup_steps=1",
-      "--config.checkpoint_every_steps=2", "--config.eval_every_steps=0",
-      "--config.progress_bar=False", "--config.log_every_steps=1",
+    sys.executable,
+    "-m",
+    "jaxcxr.train",
+    "--config",
+    "configs/quickstart.py",
+    "--workdir",
+    str(tmp_path),
+    f"--coordinator_address=127.0.0.1:{port}",
+    "--num_processes=2",
+    "--config.input.data=synthetic_cxr/tiny",
+    f"--config.input.data_dir={tfds_dir}",
+    "--config.input.image_size=32",
+    "--config.input.batch_size=8",
+    "--config.num_epochs=0",
+    "--config.total_steps=4",
+    "--config.schedule.warmup_steps=1",
+    "--config.checkpoint_every_steps=2",
+    "--config.eval_every_steps=0",
+    "--config.progress_bar=False",
+    "--config.log_every_steps=1",
   ]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   procs = [
-      subprocess.Popen(common + [f"--process_id={i}"], cwd=REPO, env=env, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-      for i in range(2)
+    subprocess.Popen(
+      common + [f"--process_id={i}"],
+      cwd=REPO,
+      env=env,
+      text=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+    )
+    for i in range(2)
   ]
   outs = [p.communicate(timeout=600) for p in procs]
-  for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+  for i, (p, (_, err)) in enumerate(zip(procs, outs, strict=True)):
     assert p.returncode == 0, f"process {i} failed:\n{err[-4000:]}"
   assert "2 processes, 2 devices" in outs[0][1]
   for split in ("val", "test"):

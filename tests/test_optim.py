@@ -18,12 +18,16 @@ def _cfg(**kw):
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_every_optimizer_decreases_a_quadratic(name):
-  c = _cfg(optimizer__name=name, optimizer__lr=0.05, optimizer__weight_decay=1e-4,
-           optimizer__grad_clip_norm=10.0)
+  c = _cfg(
+    optimizer__name=name,
+    optimizer__lr=0.05,
+    optimizer__weight_decay=1e-4,
+    optimizer__grad_clip_norm=10.0,
+  )
   tx = optim.make_optimizer(c.optimizer, optax.constant_schedule(0.05))
   params = {"w": jnp.ones((3, 3)), "b": jnp.ones((3,))}
   state = tx.init(params)
-  loss = lambda p: sum(jnp.sum(x ** 2) for x in jax.tree.leaves(p))
+  loss = lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
   start = loss(params)
   for _ in range(20):
     g = jax.grad(loss)(params)

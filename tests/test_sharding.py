@@ -14,8 +14,11 @@ HERE = os.path.dirname(__file__)
 def test_eight_devices_equal_one_device():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = subprocess.run(
-      [sys.executable, os.path.join(HERE, "sharding_check.py")], capture_output=True, text=True,
-      env=env, timeout=600,
+    [sys.executable, os.path.join(HERE, "sharding_check.py")],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=600,
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
   d = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,8 +14,15 @@ import pytest
 from jaxcxr import train
 from tests.conftest import REPO, tiny_config
 
-REPORT_KEYS = {"accuracy", "auroc_macro", "top2_accuracy", "per_class", "confusion_matrix",
-               "class_names", "num_examples"}
+REPORT_KEYS = {
+  "accuracy",
+  "auroc_macro",
+  "top2_accuracy",
+  "per_class",
+  "confusion_matrix",
+  "class_names",
+  "num_examples",
+}
 
 
 def _final_state(workdir):
@@ -35,7 +42,7 @@ def test_train_and_evaluate_writes_reports_logs_and_checkpoints(tfds_dir, tmp_pa
     assert report["num_examples"] == 8  # Every example exactly once, padding removed.
     assert report["class_names"] == ["normal", "pneumonia", "covid19"]
     assert np.sum(report["confusion_matrix"]) == 8
-  history = [json.loads(l) for l in open(tmp_path / "eval" / "history.jsonl")]
+  history = [json.loads(line) for line in open(tmp_path / "eval" / "history.jsonl")]
   assert [h["step"] for h in history] == [3, 6]
   assert json.load(open(tmp_path / "config.json"))["model_name"] == "resnet_tiny"
   assert glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
@@ -56,8 +63,9 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tfds_dir, tmp_path):
   train.train_and_evaluate(c, str(full))
 
   parted = tmp_path / "parted"
-  c_halt = tiny_config(tfds_dir, total_steps=7, checkpoint_every_steps=3, eval_splits=("test",),
-                       halt_after_steps=4)
+  c_halt = tiny_config(
+    tfds_dir, total_steps=7, checkpoint_every_steps=3, eval_splits=("test",), halt_after_steps=4
+  )
   c_halt.augment.flip, c_halt.model.drop_rate = 0.5, 0.2
   assert train.train_and_evaluate(c_halt, str(parted)) == {}  # Halted: no final evaluation.
   assert _final_state(parted)[0] == 4
@@ -65,22 +73,28 @@ def test_stopped_mid_epoch_and_resumed_equals_uninterrupted(tfds_dir, tmp_path):
 
   (s_full, a), (s_part, b) = _final_state(full), _final_state(parted)
   assert s_full == s_part == 7
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
   assert json.load(open(full / "eval" / "test.json")) == json.load(
-      open(parted / "eval" / "test.json"))
+    open(parted / "eval" / "test.json")
+  )
 
 
 def _cli(*args, timeout=600, env=None):
   return subprocess.run(
-      [sys.executable, "-m", "jaxcxr.train", *args], cwd=REPO, capture_output=True, text=True,
-      timeout=timeout, env=env,
+    [sys.executable, "-m", "jaxcxr.train", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
   )
 
 
 def test_cli_rejects_a_misspelt_key_with_suggestions(tmp_path):
-  proc = _cli("--config", "configs/quickstart.py", "--workdir", str(tmp_path),
-              "--config.input.batch_sise=16")
+  proc = _cli(
+    "--config", "configs/quickstart.py", "--workdir", str(tmp_path), "--config.input.batch_sise=16"
+  )
   assert proc.returncode != 0
   assert "batch_sise" in proc.stderr and "batch_size" in proc.stderr
 
@@ -88,10 +102,18 @@ def test_cli_rejects_a_misspelt_key_with_suggestions(tmp_path):
 @pytest.mark.slow
 def test_cli_trains_with_overrides_and_config_args(tfds_dir, tmp_path):
   proc = _cli(
-      "--config", "configs/chest_xray.py:tiny", "--workdir", str(tmp_path),
-      "--config.input.data=synthetic_cxr/tiny", f"--config.input.data_dir={tfds_dir}",
-      "--config.input.batch_size=8", "--config.input.image_size=32", "--config.num_epochs=0",
-      "--config.total_steps=2", "--config.eval_splits=('test',)", "--config.progress_bar=False",
+    "--config",
+    "configs/chest_xray.py:tiny",
+    "--workdir",
+    str(tmp_path),
+    "--config.input.data=synthetic_cxr/tiny",
+    f"--config.input.data_dir={tfds_dir}",
+    "--config.input.batch_size=8",
+    "--config.input.image_size=32",
+    "--config.num_epochs=0",
+    "--config.total_steps=2",
+    "--config.eval_splits=('test',)",
+    "--config.progress_bar=False",
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "[test] n=8" in proc.stdout
@@ -101,8 +123,8 @@ def test_cli_trains_with_overrides_and_config_args(tfds_dir, tmp_path):
 
 @pytest.mark.slow
 def test_trains_on_the_real_kermany_sample(tmp_path):
-  from tests.conftest import require_shared  # pylint: disable=g-import-not-at-top
   from configs import chest_xray  # pylint: disable=g-import-not-at-top
+  from tests.conftest import require_shared  # pylint: disable=g-import-not-at-top
 
   manual_dir = require_shared("chest_xray")
   c = chest_xray.get_config("tiny")

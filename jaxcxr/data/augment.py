@@ -15,7 +15,7 @@ p_lighting. All zero/False means no augmentation.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import dm_pix as pix
 import jax
@@ -71,11 +71,11 @@ def to_float(images: jax.Array) -> jax.Array:
 
 
 def normalize(
-    images: jax.Array,
-    mean: Sequence[float],
-    std: Sequence[float],
-    in_chans: int,
-    dtype: jnp.dtype = jnp.float32,
+  images: jax.Array,
+  mean: Sequence[float],
+  std: Sequence[float],
+  in_chans: int,
+  dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
   """Grey [0, 1] images (B, H, W, 1) → model input with `in_chans` channels, standardised.
 

@@ -41,7 +41,7 @@ def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
 
 
 def prepare(
-    builder: tfds.core.DatasetBuilder, manual_dir: str | None = None
+  builder: tfds.core.DatasetBuilder, manual_dir: str | None = None
 ) -> tfds.core.DatasetBuilder:
   """Writes the dataset as array_record files unless that was done before.
 
@@ -53,8 +53,8 @@ def prepare(
     return builder
   logging.info("Preparing %s into %s", builder.info.full_name, builder.data_dir)
   builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
   )
   return builder
 
@@ -63,8 +63,8 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str) -> Any:
   """A random-access source over `split` (records are decoded numpy dicts)."""
   if split not in builder.info.splits:
     raise ValueError(
-        f"Split {split!r} is not in dataset {builder.info.full_name}; it has "
-        f"{sorted(builder.info.splits.keys())}."
+      f"Split {split!r} is not in dataset {builder.info.full_name}; it has "
+      f"{sorted(builder.info.splits.keys())}."
     )
   return builder.as_data_source(split=split)
 

@@ -14,7 +14,8 @@ the random augmentation is done on the accelerator by `jaxcxr.data.augment` with
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grain
 import jax
@@ -40,19 +41,19 @@ class Preprocess(grain.transforms.Map):
     if pil.size != (self.image_size, self.image_size):
       pil = pil.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=None)
     return {
-        "image": np.asarray(pil, np.uint8)[..., None],
-        "label": np.int32(element[self.label_key]),
+      "image": np.asarray(pil, np.uint8)[..., None],
+      "label": np.int32(element[self.label_key]),
     }
 
 
 def train_iterator(
-    source: Any,
-    *,
-    local_batch_size: int,
-    image_size: int,
-    seed: int,
-    num_workers: int = 0,
-    num_threads: int = 4,
+  source: Any,
+  *,
+  local_batch_size: int,
+  image_size: int,
+  seed: int,
+  num_workers: int = 0,
+  num_threads: int = 4,
 ) -> grain.DataLoaderIterator:
   """An endless iterator of this process's training batches (checkpointable via grain).
 
@@ -66,31 +67,31 @@ def train_iterator(
   """
   if len(source) < local_batch_size * jax.process_count():
     raise ValueError(
-        f"The training split has {len(source)} examples, fewer than one global batch "
-        f"({local_batch_size * jax.process_count()}); lower config.input.batch_size."
+      f"The training split has {len(source)} examples, fewer than one global batch "
+      f"({local_batch_size * jax.process_count()}); lower config.input.batch_size."
     )
   sampler = grain.samplers.IndexSampler(
-      num_records=len(source),
-      shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
-      shuffle=True,
-      num_epochs=None,
-      seed=seed,
+    num_records=len(source),
+    shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
+    shuffle=True,
+    num_epochs=None,
+    seed=seed,
   )
   loader = grain.DataLoader(
-      data_source=source,
-      sampler=sampler,
-      operations=[
-          Preprocess(image_size),
-          grain.transforms.Batch(local_batch_size, drop_remainder=True),
-      ],
-      worker_count=num_workers,
-      read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=128),
+    data_source=source,
+    sampler=sampler,
+    operations=[
+      Preprocess(image_size),
+      grain.transforms.Batch(local_batch_size, drop_remainder=True),
+    ],
+    worker_count=num_workers,
+    read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=128),
   )
   return iter(loader)
 
 
 def eval_batches(
-    source: Any, *, local_batch_size: int, image_size: int, num_threads: int = 4
+  source: Any, *, local_batch_size: int, image_size: int, num_threads: int = 4
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of a split, once, in order, as padded batches with a `mask`.
 
@@ -103,9 +104,9 @@ def eval_batches(
   stop = min(start + per_process, n)
   num_batches = max(1, math.ceil(per_process / local_batch_size))
   ds = (
-      grain.MapDataset.source(source)[start:stop]
-      .map(Preprocess(image_size))
-      .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
+    grain.MapDataset.source(source)[start:stop]
+    .map(Preprocess(image_size))
+    .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
   it = iter(ds)
   for _ in range(num_batches):

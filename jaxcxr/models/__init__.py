@@ -126,4 +126,4 @@ def param_count(model: nnx.Module) -> int:
 
 
 # Imported last so that the families can import `register` from this module.
-from jaxcxr.models import resnet as resnet
+from jaxcxr.models import resnet as resnet  # noqa: E402

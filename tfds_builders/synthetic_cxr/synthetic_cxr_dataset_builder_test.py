@@ -49,7 +49,7 @@ def test_default_config_is_fast_deterministic_and_patient_disjoint(tmp_path):
     assert max(patients[split].values()) <= 3
     labels = collections.Counter(int(ex["label"]) for ex in examples)
     assert set(labels) == {0, 1, 2} and min(labels.values()) > len(examples) / 6, (split, labels)
-    for ex_a, ex_b in zip(examples, b[split]):  # Same bytes on a rebuild.
+    for ex_a, ex_b in zip(examples, b[split], strict=True):  # Same bytes on a rebuild.
       assert ex_a["patient_id"] == ex_b["patient_id"] and ex_a["label"] == ex_b["label"]
       np.testing.assert_array_equal(ex_a["image"], ex_b["image"])
   assert not set(patients["train"]) & set(patients["val"])
