@@ -24,7 +24,8 @@ def classification_metrics(
   Returns a JSON-serialisable dict with keys `accuracy`, `auroc_macro`, `top2_accuracy`,
   `per_class` (precision/recall/f1/support/auroc per class name), `confusion_matrix` (rows: true
   class, columns: predicted), `class_names` and `num_examples`. AUROC is `None` (with a reason in
-  `auroc_note`) when the split lacks a class, since it is undefined then.
+  `auroc_note`) when the split lacks a class, since it is undefined then; `top2_accuracy` is
+  `None` (with `top2_note`) for two classes, where it would always be 1.0.
   """
   labels = np.asarray(labels).astype(np.int64)
   probs = np.asarray(probs, np.float64)
@@ -40,17 +41,14 @@ def classification_metrics(
     "num_examples": int(labels.shape[0]),
     "class_names": list(class_names),
     "accuracy": float(skm.accuracy_score(labels, preds)),
-    # sklearn wants the positive-class score alone in the binary case.
-    "top2_accuracy": float(
-      skm.top_k_accuracy_score(
-        labels,
-        probs[:, 1] if num_classes == 2 else probs,
-        k=min(2, num_classes),
-        labels=class_ids,
-      )
-    ),
     "confusion_matrix": skm.confusion_matrix(labels, preds, labels=class_ids).tolist(),
   }
+  if num_classes > 2:
+    out["top2_accuracy"] = float(skm.top_k_accuracy_score(labels, probs, k=2, labels=class_ids))
+  else:
+    # With two classes the true class is always in the top 2: a constant 1.0 would mislead.
+    out["top2_accuracy"] = None
+    out["top2_note"] = "undefined: top-2 of 2 classes is always 1.0"
   present = np.unique(labels)
   per_class_auc: list[float | None] = [None] * num_classes
   if len(present) < num_classes:

@@ -12,6 +12,7 @@ with the same workdir resumes from its latest checkpoint, input position include
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging as std_logging
@@ -209,17 +210,24 @@ def create_train_state(
   return graphdef, state
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
+@dataclasses.dataclass
+class Setup:
+  """What training and evaluation build from a config before the first step."""
 
-  Returns:
-    `{split: metrics}` for every split in `config.eval_splits`; also written (by process 0) to
-    `workdir/eval/<split>.json`.
-  """
-  workdir = os.path.abspath(workdir)
-  is_main = jax.process_index() == 0
-  if is_main:
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  mesh: jax.sharding.Mesh
+  builder: Any  # tfds.core.DatasetBuilder
+  class_names: list[str]
+  train_source: Any
+  steps_per_epoch: int
+  total_steps: int
+  schedule: optim.Schedule
+  tx: optax.GradientTransformation
+  graphdef: nnx.GraphDef
+  state: TrainState  # Initial state, replicated over the mesh.
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+  """Mesh, dataset (prepared if needed), schedule, optimizer, model and initial state."""
   mesh = sharding.make_mesh()
   logging.info(
     "%d processes, %d devices (%s); mesh %s",
@@ -238,18 +246,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"{len(class_names)} classes {class_names}."
     )
   train_source = datasets.data_source(builder, config.input.train_split)
-  global_bs = config.input.batch_size
-  local_bs = sharding.local_batch_size(global_bs, mesh)
-  steps_per_epoch = max(1, len(train_source) // global_bs)
+  steps_per_epoch = max(1, len(train_source) // config.input.batch_size)
   total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
 
   schedule = optim.make_schedule(config.schedule, config.optimizer.lr, total_steps, steps_per_epoch)
   tx = optim.make_optimizer(config.optimizer, schedule)
   graphdef, state = create_train_state(config, num_classes, tx)
   state = sharding.replicate(state, mesh)
+  return Setup(
+    mesh=mesh, builder=builder, class_names=class_names, train_source=train_source,
+    steps_per_epoch=steps_per_epoch, total_steps=total_steps, schedule=schedule, tx=tx,
+    graphdef=graphdef, state=state,
+  )  # fmt: skip
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
+
+  Returns:
+    `{split: metrics}` for every split in `config.eval_splits`; also written (by process 0) to
+    `workdir/eval/<split>.json`.
+  """
+  workdir = os.path.abspath(workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  s = setup(config)
+  mesh, builder, class_names = s.mesh, s.builder, s.class_names
+  graphdef, state, total_steps = s.graphdef, s.state, s.total_steps
+  global_bs = config.input.batch_size
+  local_bs = sharding.local_batch_size(global_bs, mesh)
 
   train_iter = pipeline.train_iterator(
-    train_source,
+    s.train_source,
     local_batch_size=local_bs,
     image_size=config.input.image_size,
     seed=config.seed,
@@ -274,9 +303,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     functools.partial(
       train_step,
       graphdef=graphdef,
-      tx=tx,
-      loss_fn=losses.make_loss(config.loss, num_classes),
-      schedule=schedule,
+      tx=s.tx,
+      loss_fn=losses.make_loss(config.loss, len(class_names)),
+      schedule=s.schedule,
       config=config,
       base_key=jax.random.key(config.seed),
     ),
@@ -334,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       _log_eval(writer, split, results[split], total_steps)
       if is_main:
         metrics.write_json(os.path.join(workdir, "eval", f"{split}.json"), results[split])
-        print(_format_eval(split, results[split]), flush=True)
+        print(format_eval(split, results[split]), flush=True)
   checkpointer.close()
   if writer:
     writer.close()
@@ -364,31 +393,35 @@ def _log_eval(writer, split: str, result: dict[str, Any], step: int) -> None:
     writer.flush()
 
 
-def _format_eval(split: str, r: dict[str, Any]) -> str:
-  auroc = "n/a" if r["auroc_macro"] is None else f"{r['auroc_macro']:.4f}"
+def format_eval(split: str, r: dict[str, Any]) -> str:
+  fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
   return (
-    f"[{split}] n={r['num_examples']} accuracy={r['accuracy']:.4f} auroc_macro={auroc} "
-    f"top2_accuracy={r['top2_accuracy']:.4f}"
+    f"[{split}] n={r['num_examples']} accuracy={fmt(r['accuracy'])} "
+    f"auroc_macro={fmt(r['auroc_macro'])} top2_accuracy={fmt(r['top2_accuracy'])}"
   )
 
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-  "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
-)
-flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and eval reports go here.")
-flags.DEFINE_string(
-  "coordinator_address",
-  None,
-  "host:port of process 0 for multi-process runs (with "
-  "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost.",
-)
-flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
-flags.DEFINE_integer("process_id", None, "This process's id in a multi-process run.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
 
 
-class _QuietCheckpointLogs(std_logging.Filter):
+def define_flags() -> None:
+  """Command-line flags, defined only when run as a program (so modules import freely)."""
+  config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
+  )
+  flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and eval reports go here.")
+  flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 for multi-process runs (with "
+    "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost.",
+  )
+  flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", None, "This process's id in a multi-process run.")
+  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
+
+
+class QuietCheckpointLogs(std_logging.Filter):
   """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint); keeps its warnings."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
@@ -397,7 +430,7 @@ class _QuietCheckpointLogs(std_logging.Filter):
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
+  logging.get_absl_handler().addFilter(QuietCheckpointLogs())
   if FLAGS.coordinator_address or FLAGS.multihost:
     sharding.initialize_distributed(
       FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
@@ -406,5 +439,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)

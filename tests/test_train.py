@@ -137,3 +137,17 @@ def test_trains_on_the_real_kermany_sample(tmp_path):
   n_test = len(glob.glob(str(manual_dir / "test" / "*" / "*.jpeg")))
   assert results["test"]["num_examples"] == n_test
   assert results["test"]["class_names"] == ["normal", "pneumonia"]
+
+
+def test_evaluate_restores_the_run_and_reproduces_its_reports(tfds_dir, tmp_path):
+  from jaxcxr import evaluate  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config(tfds_dir, total_steps=2, checkpoint_every_steps=1, keep_checkpoints=5)
+  results = train.train_and_evaluate(c, str(tmp_path))
+  again = evaluate.evaluate(c, str(tmp_path), splits=("test",))
+  assert again["test"] == results["test"]
+  older = evaluate.evaluate(c, str(tmp_path), splits=("test",), step=1)
+  assert (tmp_path / "eval" / "test@1.json").exists()
+  assert older["test"]["num_examples"] == 8
+  with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    evaluate.evaluate(c, str(tmp_path / "empty"))
