@@ -20,7 +20,7 @@ def get_config():
   c.input.std = (0.25,)
   c.model_name = "resnet_tiny"
   c.model.in_chans = 1
-  c.num_epochs = 8.0
+  c.num_epochs = 15.0
   c.optimizer.name = "radam"
   c.optimizer.lr = 3e-3
   c.optimizer.weight_decay = 1e-4
