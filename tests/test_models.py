@@ -53,10 +53,9 @@ def test_list_models():
 @pytest.mark.parametrize("name", list_models())
 def test_default_cfg(name):
   cfg = models.get_default_cfg(name)
-  assert cfg["input_size"] == (3, 224, 224)
+  assert len(cfg["input_size"]) == 3 and cfg["input_size"][0] == 3
   assert len(cfg["mean"]) == len(cfg["std"]) == 3
-  assert cfg["first_conv"] == "conv1"
-  assert cfg["classifier"] == "head.fc"
+  assert cfg["first_conv"] and cfg["classifier"]
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -252,8 +251,8 @@ def _torch_key_to_path(key: str, ndim: int) -> tuple[str | int, ...]:
 def test_parity_with_torchvision_resnet18(tmp_path):
   ref_file = tmp_path / "ref.npz"
   proc = subprocess.run(
-    [sys.executable, str(HERE / "torch_reference.py"), "resnet18", "--num_classes", "10",
-     "--size", "64", "--out", str(ref_file)],
+    [sys.executable, str(HERE / "torch_reference.py"), "torchvision", "resnet18",
+     "--num_classes", "10", "--size", "64", "--out", str(ref_file)],
     capture_output=True, text=True, timeout=600,
   )  # fmt: skip
   if proc.returncode == 3:
