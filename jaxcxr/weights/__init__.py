@@ -1,0 +1,1 @@
+"""Pretrained weights: checkpoint readers, explicit per-family name maps, loading with checks."""
