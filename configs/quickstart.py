@@ -16,6 +16,7 @@ def get_config():
   c.input.data = "synthetic_cxr/default"
   c.input.image_size = 64
   c.input.batch_size = 32
+  c.input.mode = "custom"
   c.input.mean = (0.5,)
   c.input.std = (0.25,)
   c.model_name = "resnet_tiny"

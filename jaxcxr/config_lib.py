@@ -27,6 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.batch_size = 32  # Global batch, over all devices and hosts.
   c.input.eval_batch_size = 0  # 0: same as batch_size.
   c.input.image_size = 224
+  # Input normalisation: 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255),
+  # 'tf' ([-1, 1]) — the Keras `preprocess_input` modes of the backbones' original weights — or
+  # 'custom' (the mean/std below, on [0, 1] images).
+  c.input.mode = "torch"
   c.input.mean = IMAGENET_MEAN
   c.input.std = IMAGENET_STD
   c.input.num_workers = 0  # grain worker processes.

@@ -47,6 +47,12 @@ class TrainState:
   opt_state: optax.OptState
 
 
+def model_inputs(images: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  """[0, 1] grey images → the model's input: its channels, normalised per `config.input.mode`."""
+  mean, std = augment.mode_mean_std(config.input.mode, config.input.mean, config.input.std)
+  return augment.normalize(images, mean, std, config.model.in_chans, jnp.dtype(config.dtype))
+
+
 def loss_and_grads(
   state: TrainState,
   batch: dict[str, jax.Array],
@@ -60,9 +66,7 @@ def loss_and_grads(
   # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
   aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
   images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
-  images = augment.normalize(
-    images, config.input.mean, config.input.std, config.model.in_chans, jnp.dtype(config.dtype)
-  )
+  images = model_inputs(images, config)
 
   def compute_loss(params, rest):
     # copy=True makes fresh Variables in this trace, where batch norm may update its statistics
@@ -115,13 +119,7 @@ def predict_step(
   config: ml_collections.ConfigDict,
 ) -> jax.Array:
   """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
-  images = augment.normalize(
-    augment.to_float(batch["image"]),
-    config.input.mean,
-    config.input.std,
-    config.model.in_chans,
-    jnp.dtype(config.dtype),
-  )
+  images = model_inputs(augment.to_float(batch["image"]), config)
   model = nnx.merge(graphdef, state.params, state.rest)
   logits = model(images, train=False).astype(jnp.float32)
   if config.loss.name == "sigmoid_xent":

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxcxr import config_lib
 from jaxcxr.data import augment
@@ -48,3 +49,23 @@ def test_normalize_grey_to_rgb():
   )
   y1 = augment.normalize(x, (0.5,), (0.25,), in_chans=1)
   np.testing.assert_allclose(y1, 0.0)
+
+
+@pytest.mark.parametrize(
+  "mode,pixel,expected",
+  [
+    ("tf", 0.0, [-1.0, -1.0, -1.0]),
+    ("tf", 1.0, [1.0, 1.0, 1.0]),
+    ("caffe", 1.0, [255 - 103.939, 255 - 116.779, 255 - 123.68]),
+    ("torch", 0.5, [(0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]),
+  ],
+)
+def test_keras_preprocessing_modes(mode, pixel, expected):
+  mean, std = augment.mode_mean_std(mode, (0.0,), (1.0,))
+  y = augment.normalize(jnp.full((1, 1, 1, 1), pixel), mean, std, in_chans=3)
+  np.testing.assert_allclose(y[0, 0, 0], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_mode_is_a_clear_error():
+  with pytest.raises(ValueError, match="keras"):
+    augment.mode_mean_std("keras", (0.0,), (1.0,))

@@ -70,6 +70,30 @@ def to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 255.0
 
 
+# The Keras `preprocess_input` modes the studies used, as (mean, std) on [0, 1] images.
+# caffe: BGR channel order, 0-255, ImageNet BGR mean subtracted, no scaling. Grey radiographs are
+# replicated to three equal channels, so the RGB→BGR swap is a no-op on the image; only the mean
+# vector is in BGR order, matching the first conv of caffe-mode weights.
+PREPROCESSING_MODES = {
+  "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+  "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255)),
+  "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
+def mode_mean_std(
+  mode: str, mean: Sequence[float], std: Sequence[float]
+) -> tuple[Sequence[float], Sequence[float]]:
+  """(mean, std) for a preprocessing mode; `custom` takes `mean`/`std` from the config."""
+  if mode == "custom":
+    return mean, std
+  if mode not in PREPROCESSING_MODES:
+    raise ValueError(
+      f"config.input.mode={mode!r} is not one of {sorted(PREPROCESSING_MODES)} or 'custom'."
+    )
+  return PREPROCESSING_MODES[mode]
+
+
 def normalize(
   images: jax.Array,
   mean: Sequence[float],
