@@ -40,6 +40,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.in_chans = 3
   c.model.drop_rate = 0.0
+  # Pretrained initialisation: a registered name (`resnet50.tv_in1k`; `python -m jaxcxr.models`
+  # lists them), a local checkpoint file, or a `jaxcxr.weights.convert_checkpoint` directory.
+  c.model_init = ""
+  c.model_load = ml_collections.ConfigDict()
+  c.model_load.dont_load = ()  # Regexes of NNX paths to keep as initialised.
   c.num_classes = 0  # 0: the number of classes of the dataset's `label` feature.
   c.dtype = "float32"  # Computation dtype (bfloat16 on accelerators); parameters stay fp32.
 

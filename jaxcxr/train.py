@@ -183,9 +183,10 @@ def _load_datasets(config: ml_collections.ConfigDict):
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
+  """The backbone of `config.model_name`, initialised from `config.model_init` if set."""
   kwargs = dict(config.model)
   in_chans = kwargs.pop("in_chans")
-  return models.create(
+  model = models.create(
     config.model_name,
     num_classes=num_classes,
     in_chans=in_chans,
@@ -193,6 +194,34 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Mod
     dtype=jnp.dtype(config.dtype),
     **kwargs,
   )
+  if config.model_init:
+    init_from(model, config)
+  return model
+
+
+def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
+  """Loads `config.model_init` into `model`: pretrained weights or a converted checkpoint.
+
+  `model_init` is a registered pretrained name (`resnet50.tv_in1k`, downloaded and cached), a
+  local checkpoint file (safetensors, torch `.pth`, Keras `.h5`) of `config.model_name`'s
+  architecture, or a directory written by `python -m jaxcxr.weights.convert_checkpoint`.
+  Everything must match except what `config.model_load.dont_load` names and, for a new number
+  of classes, the classifier (big_vision's rule: no silent partial loads).
+  """
+  from jaxcxr.weights import pretrained  # pylint: disable=g-import-not-at-top
+
+  source = config.model_init
+  if os.path.isdir(source):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(model))
+    nnx.update(model, ocp.StandardCheckpointer().restore(os.path.abspath(source), target))
+    logging.info("Initialised %s from the converted checkpoint %s", config.model_name, source)
+    return
+  report = pretrained.load_pretrained(
+    model, source, arch=config.model_name, dont_load=tuple(config.model_load.dont_load)
+  )
+  logging.info("%s", report)
 
 
 def create_train_state(

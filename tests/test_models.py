@@ -44,6 +44,11 @@ def _images(n: int = 2, size: int = 32, chans: int = 3, seed: int = 0) -> jax.Ar
   return jax.random.normal(jax.random.key(seed), (n, size, size, chans))
 
 
+def _size(name: str, size: int = 32) -> int:
+  """`size`, raised to the model's `min_input_size` (timm's cfg key; Inception-v3 needs 75)."""
+  return max(size, models.get_default_cfg(name).get("min_input_size", (3, 0, 0))[1])
+
+
 def test_list_models():
   assert TINY, "no *_tiny model registered"
   assert set(TORCHVISION_PARAMS) <= set(list_models())
@@ -62,7 +67,7 @@ def test_default_cfg(name):
 @pytest.mark.parametrize("train", [False, True])
 def test_forward_shape_and_finite(name, train):
   model = create(name, num_classes=NUM_CLASSES, rngs=_rngs())
-  y = model(_images(), train=train)
+  y = model(_images(size=_size(name)), train=train)
   assert y.shape == (2, NUM_CLASSES)
   assert bool(jnp.all(jnp.isfinite(y)))
 
@@ -70,7 +75,7 @@ def test_forward_shape_and_finite(name, train):
 @pytest.mark.parametrize("name", TINY)
 def test_single_channel_input(name):
   model = create(name, num_classes=NUM_CLASSES, in_chans=1, rngs=_rngs())
-  y = model(_images(chans=1))
+  y = model(_images(size=_size(name), chans=1))
   assert y.shape == (2, NUM_CLASSES)
   assert bool(jnp.all(jnp.isfinite(y)))
 
@@ -78,11 +83,18 @@ def test_single_channel_input(name):
 @pytest.mark.parametrize("name", TINY)
 def test_features_and_feature_extractor(name):
   model = create(name, num_classes=0, rngs=_rngs())
-  feats = model.forward_features(_images(size=64))
-  assert feats.shape == (2, 2, 2, model.num_features)  # stride 32
-  pooled = model(_images(size=64))
-  assert pooled.shape == (2, model.num_features)
-  np.testing.assert_allclose(pooled, feats.mean(axis=(1, 2)), rtol=1e-6, atol=1e-6)
+  x = _images(size=_size(name, 64))
+  feats = model.forward_features(x)
+  # Stride 32: 2 x 2 at 64 px. Inception-v3's unpadded convs leave 1 x 1 at its minimum, 75 px.
+  side = 2 if x.shape[1] == 64 else 1
+  assert feats.shape == (2, side, side, model.num_features)
+  pooled = model(x)
+  # timm's convention: families whose classifier has hidden layers (VGG's fc6/fc7) return their
+  # last hidden layer, of size `head_hidden_size`; the others return the pooled feature map.
+  hidden = getattr(model, "head_hidden_size", model.num_features)
+  assert pooled.shape == (2, hidden)
+  if hidden == model.num_features:
+    np.testing.assert_allclose(pooled, feats.mean(axis=(1, 2)), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -90,7 +102,7 @@ def test_batch_stats_update_only_in_train(name):
   graphdef, params, stats = nnx.split(
     create(name, num_classes=NUM_CLASSES, rngs=_rngs()), nnx.Param, nnx.BatchStat
   )
-  x = _images()
+  x = _images(size=_size(name))
 
   # copy=True: by default merge shares the Variables with `stats`, so the train-mode forward
   # would update `stats` in place and hide the change we want to see.
@@ -110,7 +122,7 @@ def test_batch_stats_update_only_in_train(name):
 def test_functional_train_step_under_jit(name):
   model = create(name, num_classes=NUM_CLASSES, drop_rate=0.2, rngs=_rngs())
   graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-  x, labels = _images(), jnp.array([0, 2])
+  x, labels = _images(size=_size(name)), jnp.array([0, 2])
 
   @jax.jit
   def step(params, stats, x, labels, key):
@@ -144,7 +156,7 @@ def test_functional_train_step_under_jit(name):
 @pytest.mark.parametrize("name", TINY)
 def test_head_dropout(name):
   model = create(name, num_classes=NUM_CLASSES, drop_rate=0.5, rngs=_rngs())
-  feats = model.forward_features(_images())
+  feats = model.forward_features(_images(size=_size(name)))
   # Eval: deterministic, no key needed.
   np.testing.assert_array_equal(model.forward_head(feats), model.forward_head(feats))
   eval_out = model.forward_head(feats)
@@ -164,7 +176,7 @@ def test_head_dropout(name):
 @pytest.mark.parametrize("name", TINY)
 def test_bfloat16_compute(name):
   model = create(name, num_classes=NUM_CLASSES, dtype=jnp.bfloat16, rngs=_rngs())
-  y = model(_images(), train=True)
+  y = model(_images(size=_size(name)), train=True)
   assert y.dtype == jnp.bfloat16
   assert bool(jnp.all(jnp.isfinite(y)))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

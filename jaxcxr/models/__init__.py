@@ -126,4 +126,9 @@ def param_count(model: nnx.Module) -> int:
 
 
 # Imported last so that the families can import `register` from this module.
+from jaxcxr.models import densenet as densenet  # noqa: E402
+from jaxcxr.models import efficientnet as efficientnet  # noqa: E402
+from jaxcxr.models import inception as inception  # noqa: E402
+from jaxcxr.models import mobilenet as mobilenet  # noqa: E402
 from jaxcxr.models import resnet as resnet  # noqa: E402
+from jaxcxr.models import vgg as vgg  # noqa: E402

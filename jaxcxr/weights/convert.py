@@ -125,13 +125,14 @@ def merge_into(
       continue
     if name not in flat:
       continue
-    value = to_flax_layout(flat[name], np.ndim(var.value))
+    target = var.get_value()
+    value = to_flax_layout(flat[name], np.ndim(target))
     if first_conv and name == f"{first_conv}.kernel":
-      value = adapt_input_conv(value, var.value.shape[2])
-    if value.shape != var.value.shape:
-      mismatched.append(f"{name}: checkpoint {value.shape} vs model {var.value.shape}")
+      value = adapt_input_conv(value, target.shape[2])
+    if value.shape != target.shape:
+      mismatched.append(f"{name}: checkpoint {value.shape} vs model {target.shape}")
       continue
-    updates[name] = value.astype(var.value.dtype)
+    updates[name] = value.astype(target.dtype)
   problems = []
   if missing:
     problems.append(f"missing from the checkpoint ({len(missing)}): {missing[:20]}")
@@ -148,6 +149,6 @@ def merge_into(
   for path, var in nnx.to_flat_state(state):
     name = path_str(path)
     if name in updates:
-      var.value = updates[name]
+      var.set_value(updates[name])
   nnx.update(model, state)
   return kept

@@ -1,0 +1,378 @@
+"""DenseNet-BC in Flax NNX, laid out exactly like torchvision's.
+
+Huang, Liu, van der Maaten and Weinberger, 2017, "Densely Connected Convolutional Networks",
+CVPR. Every dense layer (BN-ReLU-1x1 conv to ``bn_size * growth_rate`` channels, BN-ReLU-3x3 conv
+to ``growth_rate``) sees the concatenation of all earlier feature maps of its block; transitions
+(BN-ReLU-1x1 conv halving the channels, 2x2 average pool) sit between blocks. DenseNet-121 is the
+CheXNet backbone (Rajpurkar et al., 2017, "CheXNet: Radiologist-Level Pneumonia Detection on
+Chest X-Rays with Deep Learning").
+
+Inputs are NHWC. Attribute names follow torchvision (``features.denseblock1.denselayer1.norm1``
+...), so its ``state_dict`` maps onto the model with one rename, ``classifier`` -> ``head.fc``;
+the name map is :data:`jaxcxr.weights.maps.densenet.TORCHVISION_RULES`.
+
+``memory_efficient=True`` rematerialises every dense layer (``nnx.remat``, Pleiss et al., 2017,
+"Memory-Efficient Implementation of DenseNets"): without it, backpropagation keeps each layer's
+concatenated input and its normalised copies, which grows quadratically with the block depth;
+with it only the layers' outputs are kept and the rest is recomputed in the backward pass.
+
+Batch norm takes ``use_running_average=not train`` at every call, as in
+:mod:`jaxcxr.models.resnet`, so the flag survives the functional ``nnx.split``/``nnx.merge``
+training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype
+
+from jaxcxr.models import register
+from jaxcxr.models.heads import ClassifierHead
+
+__all__ = ["DenseBlock", "DenseLayer", "DenseNet", "DenseNetFeatures", "Transition"]
+
+# torchvision: kaiming_normal_ with its defaults (mode='fan_in', nonlinearity='relu'), i.e. an
+# untruncated normal with variance 2 / (in_channels * kh * kw).
+_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _conv(
+  in_ch: int,
+  out_ch: int,
+  kernel: int,
+  stride: int = 1,
+  *,
+  rngs: nnx.Rngs,
+  dtype: Dtype,
+  param_dtype: Dtype,
+) -> nnx.Conv:
+  # Explicit symmetric padding k//2 like torch ('SAME' would pad the stride-2 stem asymmetrically).
+  pad = kernel // 2
+  return nnx.Conv(
+    in_ch,
+    out_ch,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=False,
+    kernel_init=_CONV_INIT,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
+
+
+def _bn(ch: int, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
+  # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
+  return nnx.BatchNorm(
+    ch, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+  )
+
+
+class DenseLayer(nnx.Module):
+  """BN-ReLU-Conv1x1 (bottleneck) -> BN-ReLU-Conv3x3 on the concatenated earlier features."""
+
+  def __init__(
+    self,
+    in_ch: int,
+    growth_rate: int,
+    bn_size: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the layer.
+
+    Args:
+        in_ch: channels of the concatenated input.
+        growth_rate: channels this layer adds (``k`` in the paper).
+        bn_size: the bottleneck has ``bn_size * growth_rate`` channels.
+        rngs: initialisation streams.
+        dtype: computation dtype.
+        param_dtype: parameter dtype.
+    """
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    mid = bn_size * growth_rate
+    self.norm1 = _bn(in_ch, **kw)
+    self.conv1 = _conv(in_ch, mid, 1, **kw)
+    self.norm2 = _bn(mid, **kw)
+    self.conv2 = _conv(mid, growth_rate, 3, **kw)
+
+  def __call__(self, features: Sequence[jax.Array], *, train: bool = False) -> jax.Array:
+    """New ``growth_rate`` channels from the list of earlier NHWC feature maps."""
+    ura = not train
+    # The concatenation happens here, not in the block, so that a rematerialised layer
+    # recomputes it instead of keeping a copy per layer.
+    x = jnp.concatenate(features, axis=-1)
+    x = self.conv1(nnx.relu(self.norm1(x, use_running_average=ura)))
+    return self.conv2(nnx.relu(self.norm2(x, use_running_average=ura)))
+
+
+@partial(nnx.remat, static_argnums=(2,))
+def _remat_layer(layer: DenseLayer, features: Sequence[jax.Array], train: bool) -> jax.Array:
+  return layer(features, train=train)
+
+
+class DenseBlock(nnx.Module):
+  """``num_layers`` dense layers, named ``denselayer1`` ... like torchvision's ``_DenseBlock``."""
+
+  def __init__(
+    self,
+    num_layers: int,
+    in_ch: int,
+    growth_rate: int,
+    bn_size: int,
+    *,
+    memory_efficient: bool = False,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the block; it outputs ``in_ch + num_layers * growth_rate`` channels.
+
+    Args:
+        num_layers: number of dense layers.
+        in_ch: input channels.
+        growth_rate: channels added by each layer.
+        bn_size: bottleneck width factor.
+        memory_efficient: rematerialise each layer in the backward pass.
+        rngs: initialisation streams.
+        dtype: computation dtype.
+        param_dtype: parameter dtype.
+    """
+    self.num_layers = num_layers
+    self.memory_efficient = memory_efficient
+    for j in range(num_layers):
+      layer = DenseLayer(
+        in_ch + j * growth_rate,
+        growth_rate,
+        bn_size,
+        rngs=rngs,
+        dtype=dtype,
+        param_dtype=param_dtype,
+      )
+      setattr(self, f"denselayer{j + 1}", layer)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    features = [x]
+    for j in range(self.num_layers):
+      layer = getattr(self, f"denselayer{j + 1}")
+      if self.memory_efficient:
+        features.append(_remat_layer(layer, features, train))
+      else:
+        features.append(layer(features, train=train))
+    return jnp.concatenate(features, axis=-1)
+
+
+class Transition(nnx.Module):
+  """BN-ReLU-Conv1x1 to ``out_ch`` channels, then 2x2 average pooling with stride 2."""
+
+  def __init__(
+    self,
+    in_ch: int,
+    out_ch: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    self.norm = _bn(in_ch, **kw)
+    self.conv = _conv(in_ch, out_ch, 1, **kw)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    x = self.conv(nnx.relu(self.norm(x, use_running_average=not train)))
+    # torch AvgPool2d(2, 2) floors odd sizes, as 'VALID' does.
+    return nnx.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+class DenseNetFeatures(nnx.Module):
+  """torchvision's ``features`` Sequential: stem, blocks and transitions, ``norm5`` (no ReLU).
+
+  Attributes:
+      conv0, norm0: the 7x7/2 stem (followed by ReLU and a 3x3/2 max pool).
+      denseblock1 ... denseblockN: :class:`DenseBlock`.
+      transition1 ... transitionN-1: :class:`Transition`.
+      norm5: the final batch norm.
+      num_features: output channels.
+  """
+
+  def __init__(
+    self,
+    growth_rate: int,
+    block_config: Sequence[int],
+    num_init_features: int,
+    bn_size: int,
+    *,
+    in_chans: int,
+    memory_efficient: bool,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    self.num_blocks = len(block_config)
+    self.conv0 = _conv(in_chans, num_init_features, 7, 2, **kw)
+    self.norm0 = _bn(num_init_features, **kw)
+    ch = num_init_features
+    for i, num_layers in enumerate(block_config, start=1):
+      block = DenseBlock(
+        num_layers, ch, growth_rate, bn_size, memory_efficient=memory_efficient, **kw
+      )
+      setattr(self, f"denseblock{i}", block)
+      ch += num_layers * growth_rate
+      if i < self.num_blocks:
+        setattr(self, f"transition{i}", Transition(ch, ch // 2, **kw))
+        ch //= 2
+    self.norm5 = _bn(ch, **kw)
+    self.num_features = ch
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    x = nnx.relu(self.norm0(self.conv0(x), use_running_average=not train))
+    # max_pool pads with -inf, like torch's MaxPool2d(3, 2, padding=1).
+    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i in range(1, self.num_blocks + 1):
+      x = getattr(self, f"denseblock{i}")(x, train=train)
+      if i < self.num_blocks:
+        x = getattr(self, f"transition{i}")(x, train=train)
+    return self.norm5(x, use_running_average=not train)
+
+
+class DenseNet(nnx.Module):
+  """DenseNet-BC backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
+
+  Attributes:
+      features: :class:`DenseNetFeatures` (torchvision's ``features``).
+      head: the pooling + dropout + ``fc`` classifier (torchvision's ``classifier``).
+      num_features: channels of the final feature map (1024 for DenseNet-121).
+  """
+
+  def __init__(
+    self,
+    growth_rate: int = 32,
+    block_config: Sequence[int] = (6, 12, 24, 16),
+    num_init_features: int = 64,
+    bn_size: int = 4,
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    memory_efficient: bool = False,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+  ):
+    """Builds the network.
+
+    Args:
+        growth_rate: channels added by each dense layer (``k`` in the paper).
+        block_config: number of dense layers in each block.
+        num_init_features: stem channels.
+        bn_size: bottleneck width factor (``bn_size * growth_rate`` channels).
+        num_classes: number of logits; 0 makes the model return pooled features.
+        in_chans: input channels.
+        drop_rate: dropout before the classifier (training only). Unlike torchvision's
+            ``drop_rate``, which drops inside every dense layer, this is the head dropout every
+            jaxcxr family shares (timm's convention).
+        memory_efficient: rematerialise each dense layer in the backward pass (same outputs
+            and gradients, less activation memory, about one more forward of compute).
+        rngs: initialisation streams.
+        dtype: computation dtype (e.g. ``jnp.bfloat16``).
+        param_dtype: parameter dtype.
+    """
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    self.features = DenseNetFeatures(
+      growth_rate,
+      block_config,
+      num_init_features,
+      bn_size,
+      in_chans=in_chans,
+      memory_efficient=memory_efficient,
+      **kw,
+    )
+    self.num_features = self.features.num_features
+    self.num_classes = num_classes
+    self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate, **kw)
+
+  def forward_features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """``(N, H, W, C)`` -> ``(N, H/32, W/32, num_features)``, after ``norm5`` and its ReLU.
+
+    torchvision applies this ReLU in ``forward`` (``F.relu(features)``); it belongs here so that
+    the head only pools and classifies and Grad-CAM sees the map the classifier pools.
+    """
+    return nnx.relu(self.features(x, train=train))
+
+  def forward_head(
+    self,
+    feats: jax.Array,
+    *,
+    train: bool = False,
+    rngs: nnx.Rngs | jax.Array | None = None,
+  ) -> jax.Array:
+    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
+    return self.head(feats, train=train, rngs=rngs)
+
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    rngs: nnx.Rngs | jax.Array | None = None,
+  ) -> jax.Array:
+    """Logits ``(N, num_classes)`` for NHWC images ``x``.
+
+    Args:
+        x: images ``(N, H, W, in_chans)``.
+        train: use batch statistics (and update the running ones) and enable dropout.
+        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
+    """
+    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
+
+
+def _cfg(**overrides: Any) -> dict[str, Any]:
+  cfg = {
+    "input_size": (3, 224, 224),
+    "mean": _IMAGENET_MEAN,
+    "std": _IMAGENET_STD,
+    "first_conv": "features.conv0",
+    "classifier": "head.fc",
+    "interpolation": "bilinear",
+    "crop_pct": 0.875,
+  }
+  cfg.update(overrides)
+  return cfg
+
+
+def _register_densenet(
+  name: str,
+  growth_rate: int,
+  block_config: Sequence[int],
+  num_init_features: int,
+  **defaults: Any,
+) -> None:
+  """Registers ``name`` as a partial of :class:`DenseNet` (flax examples' partial pattern)."""
+
+  def factory(**kwargs: Any) -> DenseNet:
+    return DenseNet(growth_rate, block_config, num_init_features, **{**defaults, **kwargs})
+
+  factory.__name__ = factory.__qualname__ = name
+  factory.__doc__ = f"{name}: growth {growth_rate}, blocks {list(block_config)}."
+  register(name, default_cfg=_cfg())(factory)
+
+
+_register_densenet("densenet121", 32, (6, 12, 24, 16), 64)
+_register_densenet("densenet169", 32, (6, 12, 32, 32), 64)
+_register_densenet("densenet201", 32, (6, 12, 48, 32), 64)
+# Used for testing only: ~30k parameters, fast on CPU, still two layers per block so the dense
+# concatenation is exercised.
+_register_densenet("densenet_tiny", 8, (2, 2, 2, 2), 16)

@@ -1,0 +1,124 @@
+"""Name map for DenseNet checkpoints (Huang et al., 2017, "Densely Connected Convolutional
+Networks"): torchvision's ``densenet121``/``169``/``201`` and CheXNet (Rajpurkar et al., 2017,
+"CheXNet: Radiologist-Level Pneumonia Detection on Chest X-Rays with Deep Learning").
+
+:class:`jaxcxr.models.densenet.DenseNet` keeps torchvision's attribute names, so the map is the
+identity except for the classifier and the dense-layer names of old checkpoints. Used as::
+
+    flat = convert.torch_to_flat(state_dict, TORCHVISION_RULES)
+    convert.merge_into(model, flat, first_conv="features.conv0", dont_load=(r"^head\\.fc\\.",))
+
+Abbreviating ``L = features.denseblockI.denselayerJ`` and ``T = features.transitionI``:
+
+=================================  =================================  ============
+torchvision key                    NNX path                           transform
+=================================  =================================  ============
+``features.conv0.weight``          ``features.conv0.kernel``          OIHW -> HWIO
+``features.norm0.{weight,bias}``   ``features.norm0.{scale,bias}``    --
+``features.norm0.running_mean``    ``features.norm0.mean``            --
+``features.norm0.running_var``     ``features.norm0.var``             --
+``L.conv{1,2}.weight``             ``L.conv{1,2}.kernel``             OIHW -> HWIO
+``L.conv.{1,2}.weight`` (old)      ``L.conv{1,2}.kernel``             OIHW -> HWIO
+``L.norm{1,2}.*``                  ``L.norm{1,2}.*``                  as ``norm0``
+``L.norm.{1,2}.*`` (old)           ``L.norm{1,2}.*``                  as ``norm0``
+``T.conv.weight``                  ``T.conv.kernel``                  OIHW -> HWIO
+``T.norm.*``                       ``T.norm.*``                       as ``norm0``
+``features.norm5.*``               ``features.norm5.*``               as ``norm0``
+``classifier.weight``              ``head.fc.kernel``                 transpose
+``classifier.bias``                ``head.fc.bias``                   --
+=================================  =================================  ============
+
+``num_batches_tracked`` is dropped. Old torchvision modules named the dense-layer submodules
+``norm.1``, ``relu.1``, ``conv.1``, ``norm.2``, ``conv.2``; the ImageNet files torchvision still
+downloads and CheXNet's ``model.pth.tar`` keep those keys (torchvision renames them in
+``_load_state_dict``), so the first rule does the same.
+
+CheXNet checkpoints need more than renaming; :func:`chexnet_state_dict` turns one into a
+torchvision state dict for the rules above.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxcxr.weights.convert import Rule
+
+__all__ = ["CHEXNET_CLASSES", "TORCHVISION_RULES", "chexnet_state_dict"]
+
+# Old dense-layer names: `denselayer1.norm.1.weight` -> `denselayer1.norm1.weight`.
+_OLD_DENSE_LAYER_NAMES: Rule = (r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.")
+
+TORCHVISION_RULES: tuple[Rule, ...] = (
+  _OLD_DENSE_LAYER_NAMES,
+  (r"^classifier\.", "head.fc."),
+)
+
+# The 14 ChestX-ray14 findings (Wang et al., 2017) in the order of CheXNet's 14 outputs.
+CHEXNET_CLASSES: tuple[str, ...] = (
+  "Atelectasis",
+  "Cardiomegaly",
+  "Effusion",
+  "Infiltration",
+  "Mass",
+  "Nodule",
+  "Pneumonia",
+  "Pneumothorax",
+  "Consolidation",
+  "Edema",
+  "Emphysema",
+  "Fibrosis",
+  "Pleural_Thickening",
+  "Hernia",
+)
+
+
+def chexnet_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """A CheXNet training checkpoint as a torchvision DenseNet-121 state dict of numpy arrays.
+
+  The public CheXNet reproductions (e.g. arnoweng/CheXNet's ``model.pth.tar``) save
+  ``{'epoch': ..., 'state_dict': ..., 'best_loss': ..., 'optimizer': ...}`` from a model wrapped
+  in ``nn.DataParallel`` (every key starts with ``module.``), whose torchvision DenseNet-121 sits
+  in a ``densenet121`` attribute, has the old dense-layer names (``norm.1``) and a classifier
+  ``nn.Sequential(nn.Linear(1024, 14), nn.Sigmoid())``. This undoes all of that, so that::
+
+      sd = chexnet_state_dict(checkpoint)
+      convert.merge_into(model, convert.torch_to_flat(sd, TORCHVISION_RULES))
+
+  loads it into ``create('densenet121', num_classes=14)``. The model returns logits; apply
+  ``jax.nn.sigmoid`` for CheXNet's probabilities, in the order of :data:`CHEXNET_CLASSES`.
+
+  Args:
+    checkpoint: the loaded file (e.g. ``jaxcxr.weights.readers.read_checkpoint(path)`` or
+      ``torch.load(path)``), or its ``state_dict`` entry. Values may be numpy arrays or tensors.
+
+  Returns:
+    ``{torchvision key: numpy array}`` with ``classifier.{weight,bias}`` (14 outputs).
+
+  Raises:
+    ValueError: the checkpoint holds no state dict, or it lacks ``classifier.0.weight``.
+  """
+  sd = checkpoint.get("state_dict", checkpoint)
+  if not isinstance(sd, Mapping) or not any(isinstance(k, str) and "." in k for k in sd):
+    raise ValueError(
+      "CheXNet checkpoint: expected a state dict or a mapping with one under 'state_dict'; "
+      f"got top-level keys {list(checkpoint)[:10]}."
+    )
+  out: dict[str, np.ndarray] = {}
+  for key, value in sd.items():
+    key = re.sub(r"^module\.", "", key)
+    # arnoweng's DenseNet121 wrapper holds torchvision's model as `self.densenet121`.
+    key = re.sub(r"^densenet121\.", "", key)
+    key = re.sub(*_OLD_DENSE_LAYER_NAMES, key)
+    # Sequential(Linear, Sigmoid): the Linear is index 0; the sigmoid is applied by the caller.
+    key = re.sub(r"^classifier\.0\.", "classifier.", key)
+    out[key] = np.asarray(value)
+  if "classifier.weight" not in out:
+    raise ValueError(
+      "CheXNet checkpoint: no 'classifier.0.weight' (the Linear of the "
+      f"Sequential(Linear, Sigmoid) head); keys end with {list(sd)[-4:]}."
+    )
+  return out
