@@ -71,10 +71,10 @@ def _conv(
   )
 
 
-def _bn(ch: int, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
+def _bn(ch: int, *, eps: float, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
   # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
   return nnx.BatchNorm(
-    ch, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+    ch, momentum=0.9, epsilon=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs
   )
 
 
@@ -87,6 +87,7 @@ class DenseLayer(nnx.Module):
     growth_rate: int,
     bn_size: int,
     *,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -97,15 +98,16 @@ class DenseLayer(nnx.Module):
         in_ch: channels of the concatenated input.
         growth_rate: channels this layer adds (``k`` in the paper).
         bn_size: the bottleneck has ``bn_size * growth_rate`` channels.
+        bn_eps: batch-norm epsilon.
         rngs: initialisation streams.
         dtype: computation dtype.
         param_dtype: parameter dtype.
     """
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     mid = bn_size * growth_rate
-    self.norm1 = _bn(in_ch, **kw)
+    self.norm1 = _bn(in_ch, eps=bn_eps, **kw)
     self.conv1 = _conv(in_ch, mid, 1, **kw)
-    self.norm2 = _bn(mid, **kw)
+    self.norm2 = _bn(mid, eps=bn_eps, **kw)
     self.conv2 = _conv(mid, growth_rate, 3, **kw)
 
   def __call__(self, features: Sequence[jax.Array], *, train: bool = False) -> jax.Array:
@@ -134,6 +136,7 @@ class DenseBlock(nnx.Module):
     bn_size: int,
     *,
     memory_efficient: bool = False,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -146,6 +149,7 @@ class DenseBlock(nnx.Module):
         growth_rate: channels added by each layer.
         bn_size: bottleneck width factor.
         memory_efficient: rematerialise each layer in the backward pass.
+        bn_eps: batch-norm epsilon.
         rngs: initialisation streams.
         dtype: computation dtype.
         param_dtype: parameter dtype.
@@ -157,6 +161,7 @@ class DenseBlock(nnx.Module):
         in_ch + j * growth_rate,
         growth_rate,
         bn_size,
+        bn_eps=bn_eps,
         rngs=rngs,
         dtype=dtype,
         param_dtype=param_dtype,
@@ -182,12 +187,13 @@ class Transition(nnx.Module):
     in_ch: int,
     out_ch: int,
     *,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
   ):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
-    self.norm = _bn(in_ch, **kw)
+    self.norm = _bn(in_ch, eps=bn_eps, **kw)
     self.conv = _conv(in_ch, out_ch, 1, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -216,6 +222,7 @@ class DenseNetFeatures(nnx.Module):
     *,
     in_chans: int,
     memory_efficient: bool,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -223,18 +230,24 @@ class DenseNetFeatures(nnx.Module):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     self.num_blocks = len(block_config)
     self.conv0 = _conv(in_chans, num_init_features, 7, 2, **kw)
-    self.norm0 = _bn(num_init_features, **kw)
+    self.norm0 = _bn(num_init_features, eps=bn_eps, **kw)
     ch = num_init_features
     for i, num_layers in enumerate(block_config, start=1):
       block = DenseBlock(
-        num_layers, ch, growth_rate, bn_size, memory_efficient=memory_efficient, **kw
+        num_layers,
+        ch,
+        growth_rate,
+        bn_size,
+        memory_efficient=memory_efficient,
+        bn_eps=bn_eps,
+        **kw,
       )
       setattr(self, f"denseblock{i}", block)
       ch += num_layers * growth_rate
       if i < self.num_blocks:
-        setattr(self, f"transition{i}", Transition(ch, ch // 2, **kw))
+        setattr(self, f"transition{i}", Transition(ch, ch // 2, bn_eps=bn_eps, **kw))
         ch //= 2
-    self.norm5 = _bn(ch, **kw)
+    self.norm5 = _bn(ch, eps=bn_eps, **kw)
     self.num_features = ch
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -268,6 +281,7 @@ class DenseNet(nnx.Module):
     in_chans: int = 3,
     drop_rate: float = 0.0,
     memory_efficient: bool = False,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -286,6 +300,9 @@ class DenseNet(nnx.Module):
             jaxcxr family shares (timm's convention).
         memory_efficient: rematerialise each dense layer in the backward pass (same outputs
             and gradients, less activation memory, about one more forward of compute).
+        bn_eps: batch-norm epsilon: torchvision's 1e-5, or 1.001e-5 to reproduce Keras's
+            ``DenseNet121`` exactly (its ImageNet weights load into either; the two differ by
+            about 1e-8 relative to each channel's variance).
         rngs: initialisation streams.
         dtype: computation dtype (e.g. ``jnp.bfloat16``).
         param_dtype: parameter dtype.
@@ -298,6 +315,7 @@ class DenseNet(nnx.Module):
       bn_size,
       in_chans=in_chans,
       memory_efficient=memory_efficient,
+      bn_eps=bn_eps,
       **kw,
     )
     self.num_features = self.features.num_features

@@ -31,6 +31,13 @@ Faithful details: all max pools are 3x3/2 without padding; the ``branch_pool`` a
 3x3/1 with padding 1 and ``count_include_pad=True`` (torch's default), so border averages divide
 by 9 and include the zero padding. The smallest input the network accepts is 75 x 75 px.
 
+``inception_v3_keras`` is the same network with ``pool_count_include_pad=False``: Keras's
+``InceptionV3`` (``AveragePooling2D(3, 1, padding='same')``) leaves the padding out of border
+averages. Everything else matches (checked against ``keras/src/applications/inception_v3.py``):
+Keras's stride-2 and unpadded stem convs are ``'valid'``, its stride-1 convs ``'same'`` with odd
+kernels (symmetric, as torchvision), and its branches are concatenated in torchvision's order. Its
+weights are mapped by :mod:`jaxcxr.weights.maps.keras_densenet_inception`.
+
 torchvision's ``transform_input`` option (re-normalising ImageNet-normalised inputs to [-1, 1] for
 Google's original weights) is not reproduced: jaxcxr normalises inputs itself with the
 ``mean``/``std`` of the ``default_cfg`` ((0.5, 0.5, 0.5) like timm's ``inception_v3.tv_in1k``),
@@ -126,9 +133,12 @@ class BasicConv2d(nnx.Module):
     return nnx.relu(self.bn(self.conv(x), use_running_average=not train))
 
 
-def _avg_pool_3x3(x: jax.Array) -> jax.Array:
-  # torch F.avg_pool2d(x, 3, stride=1, padding=1): zero padding counted in the average.
-  return nnx.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=True)
+def _avg_pool_3x3(x: jax.Array, count_include_pad: bool = True) -> jax.Array:
+  # torch F.avg_pool2d(x, 3, stride=1, padding=1) counts the zero padding in the average; Keras's
+  # AveragePooling2D(3, 1, padding='same') averages only the pixels inside the image.
+  return nnx.avg_pool(
+    x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=count_include_pad
+  )
 
 
 def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
@@ -138,8 +148,15 @@ def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
 class InceptionA(nnx.Module):
   """35x35 block (``Mixed_5b..5d``): 1x1, 5x5, double 3x3 and pooled 1x1 branches."""
 
-  def __init__(self, in_ch: int, pool_features: int, *, c: Any, **kw: Any):
-    """Builds the block; ``c`` maps a torchvision channel count to this model's width."""
+  def __init__(
+    self, in_ch: int, pool_features: int, *, c: Any, count_include_pad: bool = True, **kw: Any
+  ):
+    """Builds the block; ``c`` maps a torchvision channel count to this model's width.
+
+    ``count_include_pad`` says whether the branch pool's average counts the zero padding
+    (torchvision) or not (Keras).
+    """
+    self.count_include_pad = count_include_pad
     self.branch1x1 = BasicConv2d(in_ch, c(64), 1, **kw)
     self.branch5x5_1 = BasicConv2d(in_ch, c(48), 1, **kw)
     self.branch5x5_2 = BasicConv2d(c(48), c(64), 5, padding=2, **kw)
@@ -155,7 +172,7 @@ class InceptionA(nnx.Module):
     b5 = self.branch5x5_2(self.branch5x5_1(x, train=t), train=t)
     b3 = self.branch3x3dbl_1(x, train=t)
     b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(b3, train=t), train=t)
-    bp = self.branch_pool(_avg_pool_3x3(x), train=t)
+    bp = self.branch_pool(_avg_pool_3x3(x, self.count_include_pad), train=t)
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
@@ -181,8 +198,11 @@ class InceptionB(nnx.Module):
 class InceptionC(nnx.Module):
   """17x17 block (``Mixed_6b..6e``) with 7x7 convs factorised into 1x7 and 7x1."""
 
-  def __init__(self, in_ch: int, channels_7x7: int, *, c: Any, **kw: Any):
-    """Builds the block; ``channels_7x7`` is already scaled, ``c`` as :class:`InceptionA`."""
+  def __init__(
+    self, in_ch: int, channels_7x7: int, *, c: Any, count_include_pad: bool = True, **kw: Any
+  ):
+    """Builds the block; ``channels_7x7`` is already scaled, the rest as :class:`InceptionA`."""
+    self.count_include_pad = count_include_pad
     c7 = channels_7x7
     self.branch1x1 = BasicConv2d(in_ch, c(192), 1, **kw)
     self.branch7x7_1 = BasicConv2d(in_ch, c7, 1, **kw)
@@ -205,7 +225,7 @@ class InceptionC(nnx.Module):
     for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4):
       bd = conv(bd, train=t)
     bd = self.branch7x7dbl_5(bd, train=t)
-    bp = self.branch_pool(_avg_pool_3x3(x), train=t)
+    bp = self.branch_pool(_avg_pool_3x3(x, self.count_include_pad), train=t)
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
@@ -234,8 +254,9 @@ class InceptionD(nnx.Module):
 class InceptionE(nnx.Module):
   """8x8 block (``Mixed_7b, 7c``) whose 3x3 branches split into parallel 1x3 and 3x1 convs."""
 
-  def __init__(self, in_ch: int, *, c: Any, **kw: Any):
-    """Builds the block; ``c`` as :class:`InceptionA`."""
+  def __init__(self, in_ch: int, *, c: Any, count_include_pad: bool = True, **kw: Any):
+    """Builds the block; arguments as :class:`InceptionA`."""
+    self.count_include_pad = count_include_pad
     self.branch1x1 = BasicConv2d(in_ch, c(320), 1, **kw)
     self.branch3x3_1 = BasicConv2d(in_ch, c(384), 1, **kw)
     self.branch3x3_2a = BasicConv2d(c(384), c(384), (1, 3), padding=(0, 1), **kw)
@@ -254,7 +275,7 @@ class InceptionE(nnx.Module):
     b3 = [self.branch3x3_2a(b3, train=t), self.branch3x3_2b(b3, train=t)]
     bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x, train=t), train=t)
     bd = [self.branch3x3dbl_3a(bd, train=t), self.branch3x3dbl_3b(bd, train=t)]
-    bp = self.branch_pool(_avg_pool_3x3(x), train=t)
+    bp = self.branch_pool(_avg_pool_3x3(x, self.count_include_pad), train=t)
     return jnp.concatenate([b1, *b3, *bd, bp], axis=-1)
 
 
@@ -303,6 +324,7 @@ class InceptionV3(nnx.Module):
     drop_rate: float = 0.0,
     aux_logits: bool = False,
     channel_divisor: int = 1,
+    pool_count_include_pad: bool = True,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -317,6 +339,9 @@ class InceptionV3(nnx.Module):
         aux_logits: build ``AuxLogits`` (needed to load its checkpoint tensors or to train with
             the auxiliary loss through :meth:`forward_with_aux`).
         channel_divisor: divides every channel count (8 for the tiny test variant).
+        pool_count_include_pad: whether the 3x3 average pools of the ``branch_pool`` branches
+            count the zero padding in the average, as torchvision does; ``False`` averages only
+            the pixels inside the map, as Keras's ``InceptionV3`` does (its weights need it).
         rngs: initialisation streams.
         dtype: computation dtype (e.g. ``jnp.bfloat16``).
         param_dtype: parameter dtype.
@@ -330,25 +355,26 @@ class InceptionV3(nnx.Module):
       return n // channel_divisor
 
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    pool_kw = {"count_include_pad": pool_count_include_pad, **kw}
     self.Conv2d_1a_3x3 = BasicConv2d(in_chans, c(32), 3, stride=2, **kw)
     self.Conv2d_2a_3x3 = BasicConv2d(c(32), c(32), 3, **kw)
     self.Conv2d_2b_3x3 = BasicConv2d(c(32), c(64), 3, padding=1, **kw)
     self.Conv2d_3b_1x1 = BasicConv2d(c(64), c(80), 1, **kw)
     self.Conv2d_4a_3x3 = BasicConv2d(c(80), c(192), 3, **kw)
-    self.Mixed_5b = InceptionA(c(192), c(32), c=c, **kw)
-    self.Mixed_5c = InceptionA(self.Mixed_5b.out_ch, c(64), c=c, **kw)
-    self.Mixed_5d = InceptionA(self.Mixed_5c.out_ch, c(64), c=c, **kw)
+    self.Mixed_5b = InceptionA(c(192), c(32), c=c, **pool_kw)
+    self.Mixed_5c = InceptionA(self.Mixed_5b.out_ch, c(64), c=c, **pool_kw)
+    self.Mixed_5d = InceptionA(self.Mixed_5c.out_ch, c(64), c=c, **pool_kw)
     self.Mixed_6a = InceptionB(self.Mixed_5d.out_ch, c=c, **kw)
-    self.Mixed_6b = InceptionC(self.Mixed_6a.out_ch, c(128), c=c, **kw)
-    self.Mixed_6c = InceptionC(self.Mixed_6b.out_ch, c(160), c=c, **kw)
-    self.Mixed_6d = InceptionC(self.Mixed_6c.out_ch, c(160), c=c, **kw)
-    self.Mixed_6e = InceptionC(self.Mixed_6d.out_ch, c(192), c=c, **kw)
+    self.Mixed_6b = InceptionC(self.Mixed_6a.out_ch, c(128), c=c, **pool_kw)
+    self.Mixed_6c = InceptionC(self.Mixed_6b.out_ch, c(160), c=c, **pool_kw)
+    self.Mixed_6d = InceptionC(self.Mixed_6c.out_ch, c(160), c=c, **pool_kw)
+    self.Mixed_6e = InceptionC(self.Mixed_6d.out_ch, c(192), c=c, **pool_kw)
     self.AuxLogits = (
       InceptionAux(self.Mixed_6e.out_ch, num_classes, c=c, **kw) if aux_logits else None
     )
     self.Mixed_7a = InceptionD(self.Mixed_6e.out_ch, c=c, **kw)
-    self.Mixed_7b = InceptionE(self.Mixed_7a.out_ch, c=c, **kw)
-    self.Mixed_7c = InceptionE(self.Mixed_7b.out_ch, c=c, **kw)
+    self.Mixed_7b = InceptionE(self.Mixed_7a.out_ch, c=c, **pool_kw)
+    self.Mixed_7c = InceptionE(self.Mixed_7b.out_ch, c=c, **pool_kw)
 
     self.num_features = self.Mixed_7c.out_ch
     self.num_classes = num_classes
@@ -440,6 +466,16 @@ def _cfg(**overrides: Any) -> dict[str, Any]:
 def inception_v3(**kwargs: Any) -> InceptionV3:
   """Inception-v3 (torchvision / timm ``inception_v3``)."""
   return InceptionV3(**kwargs)
+
+
+@register("inception_v3_keras", default_cfg=_cfg(interpolation="bilinear"))
+def inception_v3_keras(**kwargs: Any) -> InceptionV3:
+  """Inception-v3 as Keras's ``InceptionV3``: branch pools average without the padding.
+
+  Same layers and parameters as :func:`inception_v3`; the Keras ImageNet weights
+  (``inception_v3_keras.keras_in1k``) need this variant to reproduce Keras's outputs.
+  """
+  return InceptionV3(**{"pool_count_include_pad": False, **kwargs})
 
 
 # Used for testing only: every channel count divided by 8 (~0.4 M parameters), same topology.

@@ -3,6 +3,8 @@
 He, Zhang, Ren and Sun, 2016, "Deep Residual Learning for Image Recognition", CVPR.
 Like torchvision ("ResNet v1.5"), the bottleneck block puts its stride on the 3x3 conv rather
 than on the first 1x1 conv as in the paper; this is what all torchvision/timm weights expect.
+``resnet50_keras`` is the paper's v1 as Keras builds it (``stride_in_1x1``, biased convs, BN
+epsilon 1.001e-5) for Keras' ImageNet weights (:mod:`jaxcxr.weights.maps.keras`).
 
 Inputs are NHWC. Attribute names follow torchvision so a ``state_dict`` maps one-to-one:
 
@@ -57,6 +59,7 @@ def _conv(
   kernel: int,
   stride: int,
   *,
+  bias: bool = False,
   rngs: nnx.Rngs,
   dtype: Dtype,
   param_dtype: Dtype,
@@ -70,7 +73,7 @@ def _conv(
     (kernel, kernel),
     strides=(stride, stride),
     padding=((pad, pad), (pad, pad)),
-    use_bias=False,
+    use_bias=bias,
     kernel_init=_CONV_INIT,
     dtype=dtype,
     param_dtype=param_dtype,
@@ -79,13 +82,19 @@ def _conv(
 
 
 def _bn(
-  ch: int, *, zero_init: bool = False, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype
+  ch: int,
+  *,
+  zero_init: bool = False,
+  eps: float = 1e-5,
+  rngs: nnx.Rngs,
+  dtype: Dtype,
+  param_dtype: Dtype,
 ) -> nnx.BatchNorm:
   # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
   return nnx.BatchNorm(
     ch,
     momentum=0.9,
-    epsilon=1e-5,
+    epsilon=eps,
     scale_init=nnx.initializers.zeros if zero_init else nnx.initializers.ones,
     dtype=dtype,
     param_dtype=param_dtype,
@@ -94,7 +103,15 @@ def _bn(
 
 
 def _downsample(
-  in_ch: int, out_ch: int, stride: int, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype
+  in_ch: int,
+  out_ch: int,
+  stride: int,
+  *,
+  conv_bias: bool,
+  bn_eps: float,
+  rngs: nnx.Rngs,
+  dtype: Dtype,
+  param_dtype: Dtype,
 ) -> nnx.List | None:
   """1x1 projection shortcut, or None when the identity fits.
 
@@ -104,7 +121,9 @@ def _downsample(
   if stride == 1 and in_ch == out_ch:
     return None
   kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
-  return nnx.List([_conv(in_ch, out_ch, 1, stride, **kw), _bn(out_ch, **kw)])
+  return nnx.List(
+    [_conv(in_ch, out_ch, 1, stride, bias=conv_bias, **kw), _bn(out_ch, eps=bn_eps, **kw)]
+  )
 
 
 def _shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
@@ -126,6 +145,8 @@ class BasicBlock(nnx.Module):
     stride: int = 1,
     *,
     zero_init_residual: bool = False,
+    conv_bias: bool = False,
+    bn_eps: float = 1e-5,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -138,17 +159,20 @@ class BasicBlock(nnx.Module):
         stride: stride of the first 3x3 conv and of the shortcut.
         zero_init_residual: start ``bn2.scale`` at 0 so the block begins as the identity
             (Goyal et al., 2017), as torchvision's option of the same name.
+        conv_bias: give every conv a bias (Keras' ResNets; torchvision's have none).
+        bn_eps: batch-norm epsilon (torch 1e-5, Keras' ResNets 1.001e-5).
         rngs: initialisation streams.
         dtype: computation dtype.
         param_dtype: parameter dtype.
     """
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    conv_kw, bn_kw = {"bias": conv_bias, **kw}, {"eps": bn_eps, **kw}
     out_ch = planes * self.expansion
-    self.conv1 = _conv(in_ch, planes, 3, stride, **kw)
-    self.bn1 = _bn(planes, **kw)
-    self.conv2 = _conv(planes, out_ch, 3, 1, **kw)
-    self.bn2 = _bn(out_ch, zero_init=zero_init_residual, **kw)
-    self.downsample = _downsample(in_ch, out_ch, stride, **kw)
+    self.conv1 = _conv(in_ch, planes, 3, stride, **conv_kw)
+    self.bn1 = _bn(planes, **bn_kw)
+    self.conv2 = _conv(planes, out_ch, 3, 1, **conv_kw)
+    self.bn2 = _bn(out_ch, zero_init=zero_init_residual, **bn_kw)
+    self.downsample = _downsample(in_ch, out_ch, stride, conv_bias=conv_bias, bn_eps=bn_eps, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     ura = not train
@@ -158,7 +182,11 @@ class BasicBlock(nnx.Module):
 
 
 class Bottleneck(nnx.Module):
-  """1x1 reduce -> 3x3 (strided, v1.5) -> 1x1 expand (x4); ResNet-50/101/152."""
+  """1x1 reduce -> 3x3 (strided, v1.5) -> 1x1 expand (x4); ResNet-50/101/152.
+
+  With ``stride_in_1x1`` the stride moves to the first 1x1 conv: the paper's original block
+  ("v1"), as in Keras' ``ResNet50``.
+  """
 
   expansion: int = 4
 
@@ -169,20 +197,29 @@ class Bottleneck(nnx.Module):
     stride: int = 1,
     *,
     zero_init_residual: bool = False,
+    conv_bias: bool = False,
+    bn_eps: float = 1e-5,
+    stride_in_1x1: bool = False,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
   ):
-    """Builds the block; arguments as :class:`BasicBlock` (``bn3`` is the zero-init one)."""
+    """Builds the block; arguments as :class:`BasicBlock` (``bn3`` is the zero-init one).
+
+    Args:
+        stride_in_1x1: stride the first 1x1 conv instead of the 3x3 one (ResNet v1).
+    """
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    conv_kw, bn_kw = {"bias": conv_bias, **kw}, {"eps": bn_eps, **kw}
     out_ch = planes * self.expansion
-    self.conv1 = _conv(in_ch, planes, 1, 1, **kw)
-    self.bn1 = _bn(planes, **kw)
-    self.conv2 = _conv(planes, planes, 3, stride, **kw)
-    self.bn2 = _bn(planes, **kw)
-    self.conv3 = _conv(planes, out_ch, 1, 1, **kw)
-    self.bn3 = _bn(out_ch, zero_init=zero_init_residual, **kw)
-    self.downsample = _downsample(in_ch, out_ch, stride, **kw)
+    s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+    self.conv1 = _conv(in_ch, planes, 1, s1, **conv_kw)
+    self.bn1 = _bn(planes, **bn_kw)
+    self.conv2 = _conv(planes, planes, 3, s3, **conv_kw)
+    self.bn2 = _bn(planes, **bn_kw)
+    self.conv3 = _conv(planes, out_ch, 1, 1, **conv_kw)
+    self.bn3 = _bn(out_ch, zero_init=zero_init_residual, **bn_kw)
+    self.downsample = _downsample(in_ch, out_ch, stride, conv_bias=conv_bias, bn_eps=bn_eps, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     ura = not train
@@ -212,6 +249,9 @@ class ResNet(nnx.Module):
     drop_rate: float = 0.0,
     width: int = 64,
     zero_init_residual: bool = False,
+    conv_bias: bool = False,
+    bn_eps: float = 1e-5,
+    stride_in_1x1: bool = False,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
     param_dtype: Dtype = jnp.float32,
@@ -226,6 +266,10 @@ class ResNet(nnx.Module):
         drop_rate: dropout before the classifier (training only).
         width: stem / first-stage channels (64 in the paper); stages use width * 1, 2, 4, 8.
         zero_init_residual: zero the last BN scale of every block.
+        conv_bias: give every conv a bias (Keras' ResNets; torchvision's have none).
+        bn_eps: batch-norm epsilon (torch 1e-5, Keras' ResNets 1.001e-5).
+        stride_in_1x1: :class:`Bottleneck` only: stride the first 1x1 conv of each stage
+            (ResNet v1, Keras) instead of the 3x3 conv (v1.5, torchvision).
         rngs: initialisation streams.
         dtype: computation dtype (e.g. ``jnp.bfloat16``).
         param_dtype: parameter dtype.
@@ -233,8 +277,13 @@ class ResNet(nnx.Module):
     if len(layers) != 4:
       raise ValueError(f"ResNet: layers must have 4 stage depths, got {list(layers)}")
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
-    self.conv1 = _conv(in_chans, width, 7, 2, **kw)
-    self.bn1 = _bn(width, **kw)
+    block_kw = {"zero_init_residual": zero_init_residual, "conv_bias": conv_bias, "bn_eps": bn_eps}
+    if stride_in_1x1:
+      if block is not Bottleneck:
+        raise ValueError("ResNet: stride_in_1x1 applies to Bottleneck blocks only.")
+      block_kw["stride_in_1x1"] = True
+    self.conv1 = _conv(in_chans, width, 7, 2, bias=conv_bias, **kw)
+    self.bn1 = _bn(width, eps=bn_eps, **kw)
 
     in_ch = width
     stages = []
@@ -243,15 +292,7 @@ class ResNet(nnx.Module):
       stride = 1 if i == 0 else 2
       blocks = []
       for j in range(depth):
-        blocks.append(
-          block(
-            in_ch,
-            planes,
-            stride if j == 0 else 1,
-            zero_init_residual=zero_init_residual,
-            **kw,
-          )
-        )
+        blocks.append(block(in_ch, planes, stride if j == 0 else 1, **block_kw, **kw))
         in_ch = planes * block.expansion
       # nnx.List (not a plain list) so flax 0.12 tracks the blocks as submodules.
       stages.append(nnx.List(blocks))
@@ -267,7 +308,8 @@ class ResNet(nnx.Module):
     This is the un-pooled map Grad-CAM hooks onto.
     """
     x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
-    # max_pool pads with -inf, like torch's MaxPool2d(3, 2, padding=1).
+    # max_pool pads with -inf, like torch's MaxPool2d(3, 2, padding=1). Keras pads with zeros
+    # (ZeroPadding2D + valid pool): the same after the ReLU, as every window holds a value >= 0.
     x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for blk in stage:
@@ -314,7 +356,12 @@ def _cfg(**overrides: Any) -> dict[str, Any]:
 
 
 def _register_resnet(
-  name: str, block: type[BasicBlock | Bottleneck], layers: Sequence[int], **defaults: Any
+  name: str,
+  block: type[BasicBlock | Bottleneck],
+  layers: Sequence[int],
+  *,
+  cfg: dict[str, Any] | None = None,
+  **defaults: Any,
 ) -> None:
   """Registers ``name`` as a partial of :class:`ResNet` (flax examples' ``ResNet50 = partial``)."""
 
@@ -323,7 +370,7 @@ def _register_resnet(
 
   factory.__name__ = factory.__qualname__ = name
   factory.__doc__ = f"{name}: {block.__name__}, layers {list(layers)}."
-  register(name, default_cfg=_cfg())(factory)
+  register(name, default_cfg=_cfg(**(cfg or {})))(factory)
 
 
 _register_resnet("resnet18", BasicBlock, [2, 2, 2, 2])
@@ -331,5 +378,21 @@ _register_resnet("resnet34", BasicBlock, [3, 4, 6, 3])
 _register_resnet("resnet50", Bottleneck, [3, 4, 6, 3])
 _register_resnet("resnet101", Bottleneck, [3, 4, 23, 3])
 _register_resnet("resnet152", Bottleneck, [3, 8, 36, 3])
+# Keras' `keras.applications.ResNet50`: the paper's v1 block (stride in the first 1x1 conv),
+# biased convs and BN epsilon 1.001e-5; weights in jaxcxr.weights.maps.keras.
+_register_resnet(
+  "resnet50_keras",
+  Bottleneck,
+  [3, 4, 6, 3],
+  conv_bias=True,
+  bn_eps=1.001e-5,
+  stride_in_1x1=True,
+  # Keras' 'caffe' preprocessing on [0, 1] images: BGR, times 255, minus the BGR ImageNet mean.
+  cfg={
+    "mean": (103.939 / 255, 116.779 / 255, 123.68 / 255),
+    "std": (1 / 255, 1 / 255, 1 / 255),
+    "mode": "caffe",
+  },
+)
 # Used for testing only (as flax examples' _ResNet1): a few thousand parameters, fast on CPU.
 _register_resnet("resnet_tiny", BasicBlock, [1, 1, 1, 1], width=8)
