@@ -59,7 +59,17 @@ def test_init_from_a_torchvision_file_for_a_new_task(tmp_path):
     atol=1e-6,
   )
   assert model.head.fc.kernel.value.shape == (512, 3)
+  # The same through the registry's `pretrained=` argument.
+  direct = models.create("resnet18", num_classes=3, in_chans=1, pretrained=str(pth))
+  np.testing.assert_array_equal(direct.conv1.kernel.value, model.conv1.kernel.value)
   # A typo in dont_load's target or a wrong architecture is an error, never a partial load.
   c_bad = _config(model_name="resnet34", model_init=str(pth))
   with pytest.raises(ValueError, match="missing"):
     train.create_model(c_bad, 3)
+
+
+def test_create_with_pretrained_names_a_missing_tag_clearly():
+  with pytest.raises(ValueError, match="resnet18.no_such_tag"):
+    models.create("resnet18", num_classes=3, pretrained="no_such_tag")
+  with pytest.raises(ValueError, match="No pretrained weights named 'resnet_tiny'"):
+    models.create("resnet_tiny", num_classes=3, pretrained=True)

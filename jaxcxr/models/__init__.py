@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,9 +74,10 @@ def create(
   rngs: nnx.Rngs | None = None,
   dtype: Dtype = jnp.float32,
   param_dtype: Dtype = jnp.float32,
+  pretrained: bool | str = False,
   **kwargs: Any,
 ) -> nnx.Module:
-  """Builds a registered model.
+  """Builds a registered model, optionally with pretrained weights.
 
   Args:
       name: registered model name (see :func:`list_models`).
@@ -84,6 +86,11 @@ def create(
       rngs: random streams for initialisation; defaults to ``nnx.Rngs(0)``.
       dtype: computation dtype (e.g. ``jnp.bfloat16``).
       param_dtype: parameter storage dtype.
+      pretrained: ``True`` loads the model's first registered weights (``name.tag``; downloaded
+          and cached, see ``jaxcxr.weights.pretrained``); a string names a tag (``"tv_in1k"``),
+          a full ``arch.tag`` or a local checkpoint file. The classifier stays as initialised
+          when ``num_classes`` differs from the checkpoint's; the first conv is adapted to
+          ``in_chans``; any other mismatch is an error.
       **kwargs: family-specific options (e.g. ``drop_rate``, ``zero_init_residual``).
 
   Returns:
@@ -96,7 +103,7 @@ def create(
   if rngs is None:
     rngs = nnx.Rngs(0)
 
-  return fn(
+  model = fn(
     num_classes=num_classes,
     in_chans=in_chans,
     rngs=rngs,
@@ -104,6 +111,17 @@ def create(
     param_dtype=param_dtype,
     **kwargs,
   )
+  if pretrained:
+    from jaxcxr.weights import pretrained as weights  # pylint: disable=g-import-not-at-top
+
+    if pretrained is True:
+      source = weights.get_pretrained_cfg(name).name  # Its first registered weights.
+    elif "." not in pretrained and not os.path.exists(pretrained):
+      source = f"{name}.{pretrained}"
+    else:
+      source = pretrained
+    weights.load_pretrained(model, source, arch=name)
+  return model
 
 
 def get_default_cfg(name: str) -> dict[str, Any]:
