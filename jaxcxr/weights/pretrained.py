@@ -73,7 +73,9 @@ class PretrainedCfg:
       a callable `state_dict -> flat NNX dict` for checkpoints that need more than renames.
     url: a direct download URL, or
     hf_hub_id: a Hugging Face hub repository (`timm/resnet50.a1_in1k`) with
-    filename: the file in it (`model.safetensors`).
+    filename: the file in it (`model.safetensors`), or
+    local_file: a function returning the path of a checkpoint shipped in an installed package
+      (nothing is downloaded); it raises `DownloadError` when the package is missing.
     file_format: 'torch', 'safetensors' or 'keras_h5'.
     mean, std: per-channel normalisation, in the scale `mode` says.
     input_size: (C, H, W) the weights were evaluated at.
@@ -94,6 +96,7 @@ class PretrainedCfg:
   url: str | None = None
   hf_hub_id: str | None = None
   filename: str | None = None
+  local_file: Callable[[], str] | None = None
   file_format: Literal["torch", "safetensors", "keras_h5"] = "torch"
   mean: tuple[float, ...] = IMAGENET_MEAN
   std: tuple[float, ...] = IMAGENET_STD
@@ -108,8 +111,8 @@ class PretrainedCfg:
   license: str = ""
 
   def __post_init__(self):
-    if (self.url is None) == (self.hf_hub_id is None):
-      raise ValueError(f"{self.name}: give exactly one of url and hf_hub_id.")
+    if sum(x is not None for x in (self.url, self.hf_hub_id, self.local_file)) != 1:
+      raise ValueError(f"{self.name}: give exactly one of url and hf_hub_id (or local_file).")
     if self.hf_hub_id is not None and not self.filename:
       raise ValueError(f"{self.name}: a hub checkpoint needs its filename.")
     if self.mode not in ("torch", "caffe", "tf"):
@@ -120,10 +123,13 @@ class PretrainedCfg:
     return f"{self.arch}.{self.tag}"
 
   @property
-  def download_url(self) -> str:
+  def download_url(self) -> str | None:
+    """Where the checkpoint is downloaded from; `None` for a package's `local_file`."""
     if self.url is not None:
       return self.url
-    return f"https://huggingface.co/{self.hf_hub_id}/resolve/main/{self.filename}"
+    if self.hf_hub_id is not None:
+      return f"https://huggingface.co/{self.hf_hub_id}/resolve/main/{self.filename}"
+    return None
 
   @property
   def classifier_patterns(self) -> tuple[str, ...]:
@@ -195,11 +201,18 @@ def download(cfg: PretrainedCfg, cache_dir: str | os.PathLike | None = None) -> 
   `$JAXCXR_CACHE`, else `~/.cache/jaxcxr`. The download goes to a temporary file that is renamed
   into place when complete, so an interrupted download never leaves a truncated checkpoint. A
   URL whose file name carries a hash prefix (torchvision's `resnet50-0676ba61.pth`) is checked
-  against the file's SHA-256.
+  against the file's SHA-256. A `local_file` checkpoint (shipped in a package) is returned where
+  it lies, without copying or network access.
 
   Raises:
-    DownloadError: the URL is unreachable (e.g. offline) or the hash does not match.
+    DownloadError: the URL is unreachable (e.g. offline), the hash does not match, or a
+      `local_file` checkpoint is missing.
   """
+  if cfg.local_file is not None:
+    path = pathlib.Path(cfg.local_file())
+    if not path.is_file():
+      raise DownloadError(f"{cfg.name}: the packaged checkpoint {path} does not exist.")
+    return path
   url = cfg.download_url
   basename = cfg.filename or url.rsplit("/", 1)[-1]
   dest = _cache_root(cache_dir) / cfg.name / basename

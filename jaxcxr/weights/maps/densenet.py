@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxcxr.weights.convert import Rule
+from jaxcxr.weights.convert import Rule, torch_to_flat
+from jaxcxr.weights.pretrained import PretrainedCfg, register_pretrained
 
 __all__ = ["CHEXNET_CLASSES", "TORCHVISION_RULES", "chexnet_state_dict"]
 
@@ -122,3 +123,56 @@ def chexnet_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, np.ndarray]:
       f"Sequential(Linear, Sigmoid) head); keys end with {list(sd)[-4:]}."
     )
   return out
+
+
+# --- Pretrained weights (`jaxcxr.weights.pretrained.list_pretrained('densenet*')`) --------------
+
+
+def _chexnet_flat(checkpoint: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """A CheXNet checkpoint as a flat NNX dict (the registry's `rules` callable)."""
+  return torch_to_flat(chexnet_state_dict(checkpoint), TORCHVISION_RULES)
+
+
+def _tv(arch: str, file: str, weights: str) -> PretrainedCfg:
+  # torchvision's ImageClassification transform: resize 256, crop 224, bilinear.
+  return PretrainedCfg(
+    arch=arch,
+    tag="tv_in1k",
+    rules=TORCHVISION_RULES,
+    url=f"https://download.pytorch.org/models/{file}",
+    first_conv="features.conv0",
+    source=f"torchvision {weights} (ported from LuaTorch)",
+    license="bsd-3-clause",
+  )
+
+
+for _cfg in (
+  _tv("densenet121", "densenet121-a639ec97.pth", "DenseNet121_Weights.IMAGENET1K_V1"),
+  _tv("densenet169", "densenet169-b2777c0a.pth", "DenseNet169_Weights.IMAGENET1K_V1"),
+  _tv("densenet201", "densenet201-c1103571.pth", "DenseNet201_Weights.IMAGENET1K_V1"),
+  # timm's DenseNet-121 has torchvision's keys (checked: the 727 keys and shapes are equal).
+  PretrainedCfg(
+    arch="densenet121",
+    tag="ra_in1k",
+    rules=TORCHVISION_RULES,
+    hf_hub_id="timm/densenet121.ra_in1k",
+    filename="model.safetensors",
+    file_format="safetensors",
+    interpolation="bicubic",
+    first_conv="features.conv0",
+    source="timm densenet121.ra_in1k (RandAugment recipe)",
+    license="apache-2.0",
+  ),
+  # arnoweng/CheXNet evaluates with resize 256 and ten 224 crops, ImageNet mean/std.
+  PretrainedCfg(
+    arch="densenet121",
+    tag="chexnet",
+    rules=_chexnet_flat,
+    url="https://github.com/arnoweng/CheXNet/raw/master/model.pth.tar",
+    first_conv="features.conv0",
+    num_classes=len(CHEXNET_CLASSES),
+    source="arnoweng/CheXNet model.pth.tar (ChestX-ray14, 14 findings: CHEXNET_CLASSES)",
+    license="no licence stated; research use",
+  ),
+):
+  register_pretrained(_cfg)

@@ -46,6 +46,7 @@ timm key                                  NNX path
 from __future__ import annotations
 
 from jaxcxr.weights.convert import Rule
+from jaxcxr.weights.pretrained import PretrainedCfg, register_pretrained
 
 TORCHVISION_RULES: tuple[Rule, ...] = ((r"^classifier\.1\.", "head.fc."),)
 
@@ -83,3 +84,43 @@ TIMM_RULES: tuple[Rule, ...] = (
   (r"\.conv\.conv_pwl\.", ".conv.2."),
   (r"\.conv\.bn3\.", ".conv.3."),
 )
+
+
+# --- Pretrained weights (`jaxcxr.weights.pretrained.list_pretrained('mobilenet_v2.*')`) --------
+_MOBILENET = {"first_conv": "features.0.0", "classifier": "head.fc"}
+for _cfg in (
+  # torchvision: V1 evaluated at resize 256 -> crop 224, V2 (new recipe) at 232 -> 224; bilinear.
+  PretrainedCfg(
+    arch="mobilenet_v2",
+    tag="tv_in1k",
+    rules=TORCHVISION_RULES,
+    url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1",
+    license="bsd-3-clause",
+    **_MOBILENET,
+  ),
+  PretrainedCfg(
+    arch="mobilenet_v2",
+    tag="tv2_in1k",
+    rules=TORCHVISION_RULES,
+    url="https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth",
+    crop_pct=224 / 232,
+    source="torchvision MobileNet_V2_Weights.IMAGENET1K_V2",
+    license="bsd-3-clause",
+    **_MOBILENET,
+  ),
+  # timm's mobilenetv2_100 is this architecture under EfficientNet-style names (TIMM_RULES).
+  PretrainedCfg(
+    arch="mobilenet_v2",
+    tag="ra_in1k",
+    rules=TIMM_RULES,
+    hf_hub_id="timm/mobilenetv2_100.ra_in1k",
+    filename="model.safetensors",
+    file_format="safetensors",
+    interpolation="bicubic",
+    source="timm mobilenetv2_100.ra_in1k (RandAugment recipe)",
+    license="apache-2.0",
+    **_MOBILENET,
+  ),
+):
+  register_pretrained(_cfg)

@@ -31,5 +31,28 @@ mapped here; torchvision's checkpoints are the originals that timm's ``tv_in1k``
 from __future__ import annotations
 
 from jaxcxr.weights.convert import Rule
+from jaxcxr.weights.pretrained import PretrainedCfg, register_pretrained
 
 TORCHVISION_RULES: tuple[Rule, ...] = ()
+
+
+# --- Pretrained weights (`jaxcxr.weights.pretrained.list_pretrained('vgg*')`) ------------------
+# torchvision's originals; its ImageClassification transform: resize 256, crop 224, bilinear.
+for _arch, _file, _weights in (
+  ("vgg16", "vgg16-397923af.pth", "VGG16_Weights.IMAGENET1K_V1"),
+  ("vgg16_bn", "vgg16_bn-6c64b313.pth", "VGG16_BN_Weights.IMAGENET1K_V1"),
+  ("vgg19", "vgg19-dcbb9e9d.pth", "VGG19_Weights.IMAGENET1K_V1"),
+  ("vgg19_bn", "vgg19_bn-c79401a0.pth", "VGG19_BN_Weights.IMAGENET1K_V1"),
+):
+  register_pretrained(
+    PretrainedCfg(
+      arch=_arch,
+      tag="tv_in1k",
+      rules=TORCHVISION_RULES,
+      url=f"https://download.pytorch.org/models/{_file}",
+      first_conv="features.0",
+      classifier="classifier.6",
+      source=f"torchvision {_weights}",
+      license="bsd-3-clause",
+    )
+  )
