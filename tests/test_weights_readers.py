@@ -94,7 +94,18 @@ def _assert_same(got: dict, want: dict) -> None:
 def test_state_dict_equals_torch(torch_files, name):
   got = readers.read_checkpoint(torch_files / name)
   _assert_same(got, _reference_sd(torch_files))
-  assert "torch" not in sys.modules  # read without torch
+  # Read without torch: in a fresh process where `import torch` fails (other tests in this
+  # process may have imported torch, so sys.modules here proves nothing).
+  code = (
+    "import sys; sys.modules['torch'] = None\n"
+    "from jaxcxr.weights import readers\n"
+    "print(len(readers.read_checkpoint(sys.argv[1])))"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code, str(torch_files / name)], capture_output=True, text=True
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert int(proc.stdout.strip().splitlines()[-1]) == len(got)
 
 
 @pytest.mark.slow
