@@ -33,6 +33,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.models import register
+from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
 
 __all__ = ["DenseBlock", "DenseLayer", "DenseNet", "DenseNetFeatures", "Transition"]
@@ -261,7 +262,7 @@ class DenseNetFeatures(nnx.Module):
     return self.norm5(x, use_running_average=not train)
 
 
-class DenseNet(nnx.Module):
+class DenseNet(Backbone):
   """DenseNet-BC backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
 
   Attributes:
@@ -329,32 +330,6 @@ class DenseNet(nnx.Module):
     the head only pools and classifies and Grad-CAM sees the map the classifier pools.
     """
     return nnx.relu(self.features(x, train=train))
-
-  def forward_head(
-    self,
-    feats: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
-    return self.head(feats, train=train, rngs=rngs)
-
-  def __call__(
-    self,
-    x: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Logits ``(N, num_classes)`` for NHWC images ``x``.
-
-    Args:
-        x: images ``(N, H, W, in_chans)``.
-        train: use batch statistics (and update the running ones) and enable dropout.
-        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
-    """
-    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
 
 
 def _cfg(**overrides: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.models import register
+from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
 
 __all__ = [
@@ -306,7 +307,7 @@ class InceptionAux(nnx.Module):
     return self.fc(jnp.mean(x, axis=(1, 2)))
 
 
-class InceptionV3(nnx.Module):
+class InceptionV3(Backbone):
   """Inception-v3 backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
 
   Attributes:
@@ -402,16 +403,6 @@ class InceptionV3(nnx.Module):
     This is the un-pooled map Grad-CAM hooks onto.
     """
     return self._features(x, train)[0]
-
-  def forward_head(
-    self,
-    feats: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
-    return self.head(feats, train=train, rngs=rngs)
 
   def __call__(
     self,

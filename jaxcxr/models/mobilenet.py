@@ -28,6 +28,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.models import register
+from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
 
 __all__ = ["InvertedResidual", "MobileNetV2", "make_divisible"]
@@ -157,7 +158,7 @@ class InvertedResidual(nnx.Module):
     return x + y if self.use_res_connect else y
 
 
-class MobileNetV2(nnx.Module):
+class MobileNetV2(Backbone):
   """MobileNetV2 backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
 
   Attributes:
@@ -216,32 +217,6 @@ class MobileNetV2(nnx.Module):
     for blk in blocks:
       x = blk(x, train=train)
     return _conv_bn_relu6(last, x, train)
-
-  def forward_head(
-    self,
-    feats: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
-    return self.head(feats, train=train, rngs=rngs)
-
-  def __call__(
-    self,
-    x: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Logits ``(N, num_classes)`` for NHWC images ``x``.
-
-    Args:
-        x: images ``(N, H, W, in_chans)``.
-        train: use batch statistics (and update the running ones) and enable dropout.
-        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
-    """
-    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
 
 
 def _register_mobilenet(name: str, **defaults: Any) -> None:

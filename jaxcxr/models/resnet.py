@@ -41,6 +41,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.models import register
+from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
@@ -229,7 +230,7 @@ class Bottleneck(nnx.Module):
     return nnx.relu(y + _shortcut(self.downsample, x, train))
 
 
-class ResNet(nnx.Module):
+class ResNet(Backbone):
   """ResNet backbone plus :class:`~jaxcxr.models.heads.ClassifierHead`.
 
   Attributes:
@@ -315,32 +316,6 @@ class ResNet(nnx.Module):
       for blk in stage:
         x = blk(x, train=train)
     return x
-
-  def forward_head(
-    self,
-    feats: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Pool, dropout (train only, key from ``rngs``) and classify a feature map."""
-    return self.head(feats, train=train, rngs=rngs)
-
-  def __call__(
-    self,
-    x: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Logits ``(N, num_classes)`` for NHWC images ``x``.
-
-    Args:
-        x: images ``(N, H, W, in_chans)``.
-        train: use batch statistics (and update the running ones) and enable dropout.
-        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
-    """
-    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
 
 
 def _cfg(**overrides: Any) -> dict[str, Any]:

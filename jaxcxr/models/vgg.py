@@ -32,6 +32,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.models import register
+from jaxcxr.models.base import Backbone
 
 __all__ = ["VGG", "adaptive_avg_pool2d"]
 
@@ -96,7 +97,7 @@ class MaxPool(nnx.Module):
     return nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
-class VGG(nnx.Module):
+class VGG(Backbone):
   """VGG backbone and its three-layer fully connected classifier.
 
   Attributes:
@@ -210,22 +211,6 @@ class VGG(nnx.Module):
       else:
         x = layer(x)
     return x
-
-  def __call__(
-    self,
-    x: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Logits ``(N, num_classes)`` for NHWC images ``x``.
-
-    Args:
-        x: images ``(N, H, W, in_chans)``.
-        train: use batch statistics (and update the running ones) and enable dropout.
-        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
-    """
-    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
 
 
 def _register_vgg(name: str, cfg_name: str, **defaults: Any) -> None:
