@@ -19,12 +19,9 @@ torch and timm are imported here only, never by jaxcxr.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import time
-
-import numpy as np
 
 # jaxcxr name -> timm name of the same architecture (its default for the PyTorch columns).
 TIMM_NAMES = {
@@ -52,41 +49,16 @@ def _images_per_s(run, batch_size: int, warmup: int, steps: int, sync) -> float:
 
 def bench_jax(name: str, size: int, a: argparse.Namespace) -> dict:
   """Eval forward and train step of jaxcxr's `name`: compile seconds and images/s."""
+  import common  # benchmarks/common.py
   import jax
 
-  from jaxcxr import config_lib, losses, optim, sharding, train
+  from jaxcxr import config_lib
 
   c = config_lib.base_config()
   c.model_name, c.dtype = name, a.dtype
   c.input.image_size, c.input.batch_size = size, a.batch_size
   c.optimizer.name, c.optimizer.lr = "sgd", 0.01
-  mesh = sharding.make_mesh()
-  schedule = optim.make_schedule(c.schedule, c.optimizer.lr, 1000, 100)
-  tx = optim.make_optimizer(c.optimizer, schedule)
-  graphdef, state = train.create_train_state(c, a.num_classes, tx)
-  state = sharding.replicate(state, mesh)
-  rng = np.random.default_rng(0)
-  local = sharding.local_batch_size(a.batch_size, mesh)
-  batch = sharding.shard_batch(
-    {
-      "image": rng.integers(0, 256, (local, size, size, 1), dtype=np.uint8),
-      "label": rng.integers(0, a.num_classes, (local,), dtype=np.int32),
-    },
-    mesh,
-  )
-  forward = jax.jit(functools.partial(train.predict_step, graphdef=graphdef, config=c))
-  step = jax.jit(
-    functools.partial(
-      train.train_step,
-      graphdef=graphdef,
-      tx=tx,
-      schedule=schedule,
-      config=c,
-      loss_fn=losses.make_loss(c.loss, a.num_classes),
-      base_key=jax.random.key(0),
-    ),
-    donate_argnums=0,
-  )
+  state, batch, step, forward = common.jitted_steps(c, a.num_classes)
   t0 = time.perf_counter()
   forward = forward.lower(state, batch).compile()
   fwd_compile = time.perf_counter() - t0

@@ -12,14 +12,13 @@ peak is known, model FLOPs utilisation (MFU = achieved FLOP/s / peak FLOP/s).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 
+import common  # benchmarks/common.py (this script's folder is on sys.path)
 import jax
-import numpy as np
 
-from jaxcxr import config_lib, losses, optim, sharding, train
+from jaxcxr import config_lib
 
 # Dense peak FLOP/s per device (no sparsity), by dtype; used only for the MFU figure.
 PEAK_FLOPS = {
@@ -49,32 +48,8 @@ def main():
   c.optimizer.name = a.optimizer
   if a.augment:
     config_lib.fastai_augment(c)
-  mesh = sharding.make_mesh()
-  schedule = optim.make_schedule(c.schedule, 1e-3, 1000, 100)
-  tx = optim.make_optimizer(c.optimizer, schedule)
-  graphdef, state = train.create_train_state(c, a.num_classes, tx)
-  state = sharding.replicate(state, mesh)
-  rng = np.random.default_rng(0)
-  local = sharding.local_batch_size(a.batch_size, mesh)
-  batch = sharding.shard_batch(
-    {
-      "image": rng.integers(0, 256, (local, a.image_size, a.image_size, 1), dtype=np.uint8),
-      "label": rng.integers(0, a.num_classes, (local,), dtype=np.int32),
-    },
-    mesh,
-  )
-  step = jax.jit(
-    functools.partial(
-      train.train_step,
-      graphdef=graphdef,
-      tx=tx,
-      schedule=schedule,
-      config=c,
-      loss_fn=losses.make_loss(c.loss, a.num_classes),
-      base_key=jax.random.key(0),
-    ),
-    donate_argnums=0,
-  )
+  c.optimizer.lr = 1e-3
+  state, batch, step, _ = common.jitted_steps(c, a.num_classes)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0

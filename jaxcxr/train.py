@@ -111,6 +111,25 @@ def train_step(
   return new_state, step_metrics
 
 
+def bind_train_step(
+  config: ml_collections.ConfigDict,
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  schedule: optim.Schedule,
+  num_classes: int,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+  """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
+  return functools.partial(
+    train_step,
+    graphdef=graphdef,
+    tx=tx,
+    loss_fn=losses.make_loss(config.loss, num_classes),
+    schedule=schedule,
+    config=config,
+    base_key=jax.random.key(config.seed),
+  )
+
+
 def predict_step(
   state: TrainState,
   batch: dict[str, jax.Array],
@@ -214,7 +233,7 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
   if os.path.isdir(source):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(model))
+    target = ckpt_lib.abstract_like(nnx.state(model))
     nnx.update(model, ocp.StandardCheckpointer().restore(os.path.abspath(source), target))
     logging.info("Initialised %s from the converted checkpoint %s", config.model_name, source)
     return
@@ -327,15 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   repl = sharding.replicated(mesh)
   jit_train = jax.jit(
-    functools.partial(
-      train_step,
-      graphdef=graphdef,
-      tx=s.tx,
-      loss_fn=losses.make_loss(config.loss, len(class_names)),
-      schedule=s.schedule,
-      config=config,
-      base_key=jax.random.key(config.seed),
-    ),
+    bind_train_step(config, graphdef, s.tx, s.schedule, len(class_names)),
     donate_argnums=0,
     out_shardings=(repl, repl),
   )

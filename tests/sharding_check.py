@@ -45,9 +45,7 @@ def main():
     assert len(b["image"].sharding.device_set) == n
     grads_fn = jax.jit(functools.partial(train.loss_and_grads, graphdef=graphdef, **kw))
     loss, _, _, grads = grads_fn(state, b)
-    step_fn = jax.jit(
-      functools.partial(train.train_step, graphdef=graphdef, tx=tx, schedule=schedule, **kw)
-    )
+    step_fn = jax.jit(train.bind_train_step(c, graphdef, tx, schedule, 3))
     new_state, _ = step_fn(state, b)
     out[n] = jax.device_get((loss, grads, new_state.params, new_state.rest))
   diff = lambda a, b: max(
