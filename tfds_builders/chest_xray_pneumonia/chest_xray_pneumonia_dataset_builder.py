@@ -21,16 +21,15 @@ stored image decodes to (H, W, 1) with PIL alone, without TensorFlow at read tim
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import io
 import re
 from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-from PIL import Image
+
+from tfds_builders import common
 
 _SPLITS = ("train", "val", "test")
 # Mendeley's ChestXRay2017.zip has only train/ and test/: the 16-image val/ split was carved out of
@@ -38,8 +37,6 @@ _SPLITS = ("train", "val", "test")
 _REQUIRED_SPLITS = ("train", "test")
 _CLASS_DIRS = ("NORMAL", "PNEUMONIA")
 _IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
-# Maximum number of skipped file names spelled out in the per-split summary.
-_MAX_NAMES_LOGGED = 50
 
 _MENDELEY_URL = "https://data.mendeley.com/datasets/rscbjbr9sj/2"
 _KAGGLE_URL = "https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia"
@@ -127,19 +124,6 @@ def find_data_root(manual_dir: epath.PathLike) -> epath.Path:
   )
 
 
-def _grayscale_image_bytes(data: bytes) -> bytes:
-  """Returns single-channel image bytes; raises if PIL can't decode `data`."""
-  with Image.open(io.BytesIO(data)) as img:
-    # A full decode, not `verify()`: verify misses truncated JPEGs, which are common in downloads.
-    img.load()
-    if img.mode == "L" and img.format == "JPEG":
-      return data  # Already what we store: keep the original bytes, no re-encoding loss.
-    gray = img.convert("L")
-  buf = io.BytesIO()
-  gray.save(buf, format="JPEG", quality=95)
-  return buf.getvalue()
-
-
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for the Kermany et al. (2018) pediatric chest X-ray pneumonia dataset."""
 
@@ -182,14 +166,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    try:
-      manual_dir = dl_manager.manual_dir
-    except AssertionError as e:  # tfds raises AssertionError for a missing/empty manual dir.
-      # Its first line names the path and ends with "using instructions:"; tfds appends
-      # MANUAL_DOWNLOAD_INSTRUCTIONS (the layout and the download links) itself.
-      first_line = str(e).splitlines()[0] if str(e) else "Manual directory missing."
-      raise FileNotFoundError(f"{first_line}\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}") from e
-    root = find_data_root(manual_dir)
+    root = find_data_root(common.manual_dir(dl_manager, self.MANUAL_DOWNLOAD_INSTRUCTIONS))
     splits = [s for s in _SPLITS if all((root / s / c).is_dir() for c in _CLASS_DIRS)]
     if "val" not in splits:
       logging.warning(
@@ -202,30 +179,29 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root: epath.Path, split: str) -> Iterator[tuple[str, dict]]:
     """Yields `(relative path, example)` for the images of one split, skipping bad files."""
     three_class = len(self.builder_config.label_names) == 3
-    skipped: dict[str, list[str]] = collections.defaultdict(list)
-    flagged: dict[str, list[str]] = collections.defaultdict(list)
-    self.skipped[split], self.flagged[split] = skipped, flagged
+    log = common.SkipLog("chest_xray_pneumonia", split)
+    self.skipped[split], self.flagged[split] = log.skipped, log.flagged
     for class_dir in _CLASS_DIRS:
       for path in sorted((root / split / class_dir).iterdir()):
         rel = f"{split}/{class_dir}/{path.name}"
         # `.DS_Store`, macOS `._*` resource forks, `Thumbs.db`, sub-folders: not data.
         if path.name.startswith(".") or path.suffix.lower() not in _IMAGE_SUFFIXES:
-          skipped["non-image file (ignored)"].append(rel)
+          log.skip("non-image file (ignored)", rel)
           continue
         patient_id, kind = parse_file_name(class_dir, path.stem)
         if three_class and kind is None:
           # Bacterial vs viral is only in the name: skip rather than guess a label.
-          skipped["pneumonia type not in file name (3class)"].append(rel)
+          log.skip("pneumonia type not in file name (3class)", rel)
           continue
         try:
-          image = _grayscale_image_bytes(path.read_bytes())
+          image = common.grayscale_image_bytes(path.read_bytes())
         except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-          skipped["unreadable/corrupt image"].append(rel)
+          log.skip("unreadable/corrupt image", rel)
           continue
         if patient_id is None:
           # Keep the image (its label is certain) but say so: one-image "patients" can leak
           # across splits if the real patient has other images.
-          flagged["patient id not in file name (kept, id = file stem)"].append(rel)
+          log.flag("patient id not in file name (kept, id = file stem)", rel)
           patient_id = path.stem
         yield (
           rel,
@@ -236,25 +212,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "filename": rel,
           },
         )
-    _log_summary(split, skipped, flagged)
-
-
-def _log_summary(split: str, skipped: dict[str, list[str]], flagged: dict[str, list[str]]) -> None:
-  """Logs, once per split, what was skipped (or kept but flagged) and why."""
-  if not skipped and not flagged:
-    logging.info("chest_xray_pneumonia %s: no file skipped.", split)
-    return
-  lines = []
-  for reason, names in [*skipped.items(), *flagged.items()]:
-    shown = ", ".join(names[:_MAX_NAMES_LOGGED])
-    more = (
-      f", ... (+{len(names) - _MAX_NAMES_LOGGED} more)" if len(names) > _MAX_NAMES_LOGGED else ""
-    )
-    lines.append(f"  {reason}: {len(names)}: {shown}{more}")
-  logging.warning(
-    "chest_xray_pneumonia %s split: %d file(s) skipped, %d flagged:\n%s",
-    split,
-    sum(map(len, skipped.values())),
-    sum(map(len, flagged.values())),
-    "\n".join(lines),
-  )
+    log.log()

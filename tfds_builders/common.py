@@ -1,0 +1,110 @@
+"""Helpers every jaxcxr TFDS builder shares: the manual dir, grey-level images, skip reports.
+
+Conventions (set by `chest_xray_pneumonia`, the first builder):
+  * images are stored single-channel `(H, W, 1)` so PIL alone decodes them at training time;
+    original grey JPEGs are kept byte for byte, anything else is converted with PIL's ITU-R 601
+    luma weights and re-encoded;
+  * every classification example carries `patient_id` (for patient-disjoint splits) and
+    `filename` (the path relative to the upstream root, which also tells the original format);
+  * nothing is dropped silently: each builder records, per split, the files it skipped and the
+    ones it kept but flagged, by reason, in `builder.skipped[split]` / `builder.flagged[split]`,
+    and logs one summary per split (`SkipLog.log`).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+
+import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
+from PIL import Image
+
+# Maximum number of file names spelled out per reason in a summary.
+MAX_NAMES_LOGGED = 50
+
+
+def manual_dir(dl_manager: tfds.download.DownloadManager, instructions: str) -> epath.Path:
+  """`dl_manager.manual_dir`, or a FileNotFoundError naming the path and how to get the data.
+
+  tfds raises AssertionError for a missing or empty manual dir; users should see the path and the
+  download instructions as a FileNotFoundError instead.
+  """
+  try:
+    return epath.Path(dl_manager.manual_dir)
+  except AssertionError as e:
+    first_line = str(e).splitlines()[0] if str(e) else "Manual directory missing."
+    raise FileNotFoundError(f"{first_line}\n{instructions}") from e
+
+
+def grayscale_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
+  """Single-channel image bytes; raises if PIL cannot fully decode `data`.
+
+  Args:
+    data: the file's bytes (JPEG, PNG, ...; any PIL mode).
+    encoding: `jpeg` (quality 95) or `png`, the encoding of the dataset's image feature. Files
+      that are already grey and in that format are returned unchanged.
+  """
+  fmt = {"jpeg": "JPEG", "png": "PNG"}[encoding]
+  with Image.open(io.BytesIO(data)) as img:
+    # A full decode, not `verify()`: verify misses truncated JPEGs, common in downloads.
+    img.load()
+    if img.mode == "L" and img.format == fmt:
+      return data
+    if img.mode in ("I;16", "I;16B", "I"):
+      # 16-bit PNGs (NIH, Montgomery): scale to 8 bits instead of clipping.
+      import numpy as np  # pylint: disable=g-import-not-at-top
+
+      arr = np.asarray(img, dtype=np.float64)
+      hi = arr.max() if arr.max() > 0 else 1.0
+      gray = Image.fromarray((arr * (255.0 / hi)).round().astype(np.uint8), "L")
+    elif img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+      # Transparent pixels composite onto black (the film background), not onto garbage.
+      rgba = img.convert("RGBA")
+      background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+      gray = Image.alpha_composite(background, rgba).convert("L")
+    else:
+      gray = img.convert("L")
+  buf = io.BytesIO()
+  if fmt == "JPEG":
+    gray.save(buf, format="JPEG", quality=95)
+  else:
+    gray.save(buf, format="PNG")
+  return buf.getvalue()
+
+
+class SkipLog:
+  """Per-split record of files a builder left out (`skipped`) or kept with a doubt (`flagged`)."""
+
+  def __init__(self, dataset: str, split: str):
+    self.dataset, self.split = dataset, split
+    self.skipped: dict[str, list[str]] = collections.defaultdict(list)
+    self.flagged: dict[str, list[str]] = collections.defaultdict(list)
+
+  def skip(self, reason: str, name: str) -> None:
+    self.skipped[reason].append(name)
+
+  def flag(self, reason: str, name: str) -> None:
+    self.flagged[reason].append(name)
+
+  def log(self) -> None:
+    """Logs the counts and (up to MAX_NAMES_LOGGED) names per reason, once per split."""
+    if not self.skipped and not self.flagged:
+      logging.info("%s %s: no file skipped.", self.dataset, self.split)
+      return
+    lines = []
+    for reason, names in [*self.skipped.items(), *self.flagged.items()]:
+      shown = ", ".join(names[:MAX_NAMES_LOGGED])
+      more = (
+        f", ... (+{len(names) - MAX_NAMES_LOGGED} more)" if len(names) > MAX_NAMES_LOGGED else ""
+      )
+      lines.append(f"  {reason}: {len(names)}: {shown}{more}")
+    logging.warning(
+      "%s %s split: %d file(s) skipped, %d flagged:\n%s",
+      self.dataset,
+      self.split,
+      sum(map(len, self.skipped.values())),
+      sum(map(len, self.flagged.values())),
+      "\n".join(lines),
+    )
