@@ -35,6 +35,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.std = IMAGENET_STD
   c.input.num_workers = 0  # grain worker processes.
   c.input.num_threads = 4  # grain reader threads per worker.
+  # Mixtures (jaxcxr.data.sources): a tuple of dicts {data, splits, class_map, manual_dir}; empty:
+  # `data` alone. `class_names` fixes the output class order (default: order of appearance).
+  c.input.mixture = ()
+  c.input.class_names = ()
+  # Splits: 'builder' (the dataset's own), or patient-disjoint stratified re-splits 'fractions'
+  # (train, val, test) / 'kfold' (`fold` of `num_folds` is test, `val_fraction` of all for val);
+  # `test_per_class` > 0 holds out exactly that many test images per class; `keep` passes
+  # official splits through (e.g. ('test',)) and re-splits the rest.
+  c.input.splits = ml_collections.ConfigDict()
+  c.input.splits.method = "builder"
+  c.input.splits.keep = ()
+  c.input.splits.fractions = (0.7, 0.1, 0.2)
+  c.input.splits.num_folds = 5
+  c.input.splits.fold = 0
+  c.input.splits.val_fraction = 0.1
+  c.input.splits.test_per_class = 0
+  c.input.splits.seed = 0
+  c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
 
   c.model_name = "resnet50"
   c.model = ml_collections.ConfigDict()
@@ -74,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "softmax_xent"
   c.loss.label_smoothing = 0.0
+  # Per-class loss weights: 'none', 'balanced' (n / (k * n_c) from the training split's class
+  # counts, scikit-learn's rule) or comma-separated floats in class order ('1,2.5,1').
+  c.loss.class_weights = "none"
 
   c.augment = ml_collections.ConfigDict()
   c.augment.flip = 0.0

@@ -21,7 +21,6 @@ from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
 from jaxcxr import metrics, sharding, train
-from jaxcxr.data import datasets
 
 
 def evaluate(
@@ -50,7 +49,7 @@ def evaluate(
     results[split] = train.evaluate_split(
       predict,
       state,
-      datasets.data_source(s.builder, split),
+      s.data.source(split),
       mesh=s.mesh,
       config=config,
       class_names=s.class_names,

@@ -12,13 +12,23 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
 
 
-def make_loss(cfg: ml_collections.ConfigDict, num_classes: int) -> Callable[..., jax.Array]:
-  """Returns `loss(logits, labels) -> per-example loss`; labels are integer class ids."""
+def make_loss(
+  cfg: ml_collections.ConfigDict, num_classes: int, class_weights: np.ndarray | None = None
+) -> Callable[..., jax.Array]:
+  """Returns `loss(logits, labels) -> per-example loss`; labels are integer class ids.
+
+  Args:
+    cfg: `config.loss`.
+    num_classes: number of classes.
+    class_weights: optional per-class weights; each example's loss is scaled by its class's
+      weight (the class-weighted loss of the COVID transfer study).
+  """
   name = cfg.get("name", "softmax_xent")
   smoothing = float(cfg.get("label_smoothing", 0.0))
   if name == "softmax_xent":
@@ -35,4 +45,38 @@ def make_loss(cfg: ml_collections.ConfigDict, num_classes: int) -> Callable[...,
 
   else:
     raise ValueError(f"config.loss.name={name!r} is not one of {LOSSES}.")
-  return loss
+  if class_weights is None:
+    return loss
+  weights = jnp.asarray(class_weights, jnp.float32)
+  if weights.shape != (num_classes,):
+    raise ValueError(f"class_weights has shape {weights.shape}; expected ({num_classes},).")
+  return lambda logits, labels: loss(logits, labels) * weights[labels]
+
+
+def resolve_class_weights(spec: str, class_counts: np.ndarray) -> np.ndarray | None:
+  """`config.loss.class_weights` → per-class weights (None for 'none').
+
+  Args:
+    spec: 'none', 'balanced' (n / (k * n_c), scikit-learn's rule, from the training split's
+      class counts) or comma-separated floats in class order.
+    class_counts: images per class in the training split.
+  """
+  from jaxcxr.data import sources  # pylint: disable=g-import-not-at-top
+
+  spec = spec.strip().lower()
+  if spec in ("", "none"):
+    return None
+  if spec == "balanced":
+    return sources.class_weights(np.asarray(class_counts))
+  try:
+    weights = np.asarray([float(w) for w in spec.split(",")], np.float32)
+  except ValueError:
+    raise ValueError(
+      f"config.loss.class_weights={spec!r}: expected 'none', 'balanced' or comma-separated floats."
+    ) from None
+  if len(weights) != len(class_counts) or (weights < 0).any():
+    raise ValueError(
+      f"config.loss.class_weights={spec!r} gives {len(weights)} weights; expected "
+      f"{len(class_counts)} non-negative floats, one per class."
+    )
+  return weights

@@ -34,7 +34,7 @@ from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
 from jaxcxr import config_lib, losses, metrics, models, optim, sharding
-from jaxcxr.data import augment, datasets, pipeline
+from jaxcxr.data import augment, datasets, pipeline, sources
 
 
 @flax.struct.dataclass
@@ -117,13 +117,14 @@ def bind_train_step(
   tx: optax.GradientTransformation,
   schedule: optim.Schedule,
   num_classes: int,
+  class_weights: np.ndarray | None = None,
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
   """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
   return functools.partial(
     train_step,
     graphdef=graphdef,
     tx=tx,
-    loss_fn=losses.make_loss(config.loss, num_classes),
+    loss_fn=losses.make_loss(config.loss, num_classes, class_weights),
     schedule=schedule,
     config=config,
     base_key=jax.random.key(config.seed),
@@ -184,21 +185,17 @@ def evaluate_split(
   return result
 
 
-def _load_datasets(config: ml_collections.ConfigDict):
-  """The TFDS builder, prepared on the first process if needed, with its class names."""
+def _load_datasets(config: ml_collections.ConfigDict) -> sources.Data:
+  """The run's splits (jaxcxr.data.sources); datasets are prepared by process 0 if needed."""
   if config.input.prepare and jax.process_index() == 0:
-    datasets.prepare(
-      datasets.get_builder(config.input.data, config.input.data_dir), config.input.manual_dir
-    )
+    for comp in sources.components(config.input):
+      datasets.prepare(
+        datasets.get_builder(comp.data, config.input.data_dir),
+        comp.manual_dir or config.input.manual_dir,
+      )
   sharding.sync("dataset_prepared")
-  # Re-created after preparation so that every process reads the written dataset_info.
-  builder = datasets.get_builder(config.input.data, config.input.data_dir)
-  if not datasets.is_prepared(builder):
-    raise FileNotFoundError(
-      f"Dataset {config.input.data} is not prepared in {builder.data_dir}. Run `tfds build` "
-      "for it (see tfds_builders/<name>/README.md) or set config.input.prepare=True."
-    )
-  return builder
+  # Builders are re-created after preparation so that every process reads the written info.
+  return sources.load(config.input)
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
@@ -261,9 +258,10 @@ class Setup:
   """What training and evaluation build from a config before the first step."""
 
   mesh: jax.sharding.Mesh
-  builder: Any  # tfds.core.DatasetBuilder
+  data: sources.Data  # The run's named splits.
   class_names: list[str]
   train_source: Any
+  class_weights: np.ndarray | None
   steps_per_epoch: int
   total_steps: int
   schedule: optim.Schedule
@@ -283,15 +281,20 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     dict(mesh.shape),
   )
 
-  builder = _load_datasets(config)
-  class_names = datasets.class_names(builder)
+  data = _load_datasets(config)
+  class_names = data.class_names
   num_classes = config.num_classes or len(class_names)
   if num_classes != len(class_names):
     raise ValueError(
-      f"config.num_classes={config.num_classes} but {config.input.data} has "
+      f"config.num_classes={config.num_classes} but the data has "
       f"{len(class_names)} classes {class_names}."
     )
-  train_source = datasets.data_source(builder, config.input.train_split)
+  train_source = data.source(config.input.train_split)
+  class_weights = None
+  if config.loss.class_weights.strip().lower() not in ("", "none"):
+    counts = np.bincount(train_source.labels, minlength=num_classes)
+    class_weights = losses.resolve_class_weights(config.loss.class_weights, counts)
+    logging.info("Class weights %s from training counts %s", class_weights, counts)
   steps_per_epoch = max(1, len(train_source) // config.input.batch_size)
   total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
 
@@ -300,7 +303,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   graphdef, state = create_train_state(config, num_classes, tx)
   state = sharding.replicate(state, mesh)
   return Setup(
-    mesh=mesh, builder=builder, class_names=class_names, train_source=train_source,
+    mesh=mesh, data=data, class_names=class_names, train_source=train_source,
+    class_weights=class_weights,
     steps_per_epoch=steps_per_epoch, total_steps=total_steps, schedule=schedule, tx=tx,
     graphdef=graphdef, state=state,
   )  # fmt: skip
@@ -318,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if is_main:
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   s = setup(config)
-  mesh, builder, class_names = s.mesh, s.builder, s.class_names
+  mesh, data, class_names = s.mesh, s.data, s.class_names
   graphdef, state, total_steps = s.graphdef, s.state, s.total_steps
   global_bs = config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
@@ -346,7 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   repl = sharding.replicated(mesh)
   jit_train = jax.jit(
-    bind_train_step(config, graphdef, s.tx, s.schedule, len(class_names)),
+    bind_train_step(config, graphdef, s.tx, s.schedule, len(class_names), s.class_weights),
     donate_argnums=0,
     out_shardings=(repl, repl),
   )
@@ -382,7 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if progress:
       progress.update(1)
     if config.eval_every_steps and config.val_split and done % config.eval_every_steps == 0:
-      val = eval_fn(state, datasets.data_source(builder, config.val_split))
+      val = eval_fn(state, data.source(config.val_split))
       _log_eval(writer, config.val_split, val, done)
       if is_main:
         with open(os.path.join(workdir, "eval", "history.jsonl"), "a") as f:
@@ -397,7 +401,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("Halted after step %d of %d; re-run to resume.", end_step, total_steps)
   else:
     for split in config.eval_splits:
-      results[split] = eval_fn(state, datasets.data_source(builder, split))
+      results[split] = eval_fn(state, data.source(split))
       _log_eval(writer, split, results[split], total_steps)
       if is_main:
         metrics.write_json(os.path.join(workdir, "eval", f"{split}.json"), results[split])
