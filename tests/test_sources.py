@@ -1,0 +1,267 @@
+"""Patient-disjoint splits, mixtures with class maps, class balance (jaxcxr.data.sources)."""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from sklearn.utils import class_weight
+
+from jaxcxr import config_lib, losses
+from jaxcxr.data import datasets, sources
+from tests.conftest import REPO
+
+KERMANY_DUMMY = REPO / "tfds_builders" / "chest_xray_pneumonia" / "dummy_data"
+
+
+def _cohort(num_patients=300, seed=0):
+  """Imbalanced 3-class cohort: 1-4 images per patient, one class per patient."""
+  rng = np.random.default_rng(seed)
+  labels, groups = [], []
+  for p in range(num_patients):
+    k = rng.choice(3, p=[0.6, 0.3, 0.1])
+    for _ in range(rng.integers(1, 5)):
+      labels.append(k)
+      groups.append(f"p{p}")
+  return np.asarray(labels), np.asarray(groups)
+
+
+def _splits_cfg(**kw) -> ml_collections.ConfigDict:
+  c = config_lib.base_config().input.splits
+  c.unlock()
+  c.update(kw)
+  return c
+
+
+def _patients(groups, rows):
+  return set(groups[rows])
+
+
+def test_fractions_are_patient_disjoint_stratified_and_cover_everything():
+  labels, groups = _cohort()
+  parts = sources.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
+  assert set(parts) == {"train", "val", "test"}
+  all_rows = np.concatenate(list(parts.values()))
+  assert sorted(all_rows) == list(range(len(labels)))  # Each image exactly once.
+  for a in parts:
+    for b in parts:
+      if a < b:
+        assert not _patients(groups, parts[a]) & _patients(groups, parts[b]), (a, b)
+  n = len(labels)
+  for name, share in zip(("train", "val", "test"), (0.7, 0.1, 0.2), strict=True):
+    assert abs(len(parts[name]) / n - share) < 0.04, (name, len(parts[name]) / n)
+  overall = np.bincount(labels) / n
+  for name, rows in parts.items():
+    got = np.bincount(labels[rows], minlength=3) / len(rows)
+    assert np.abs(got - overall).max() < 0.06, (name, got, overall)
+  # Deterministic in the seed, different across seeds.
+  again = sources.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
+  assert all(np.array_equal(parts[k], again[k]) for k in parts)
+  other = sources.split_rows(labels, groups, _splits_cfg(method="fractions", seed=1), 3)
+  assert not np.array_equal(parts["test"], other["test"])
+
+
+def test_kfold_test_folds_partition_the_data():
+  labels, groups = _cohort()
+  seen = []
+  for fold in range(5):
+    parts = sources.split_rows(labels, groups, _splits_cfg(method="kfold", fold=fold), 3)
+    assert not _patients(groups, parts["test"]) & _patients(groups, parts["train"])
+    assert not _patients(groups, parts["val"]) & _patients(groups, parts["train"])
+    assert len(parts["train"]) + len(parts["val"]) + len(parts["test"]) == len(labels)
+    assert abs(len(parts["val"]) / len(labels) - 0.1) < 0.04
+    seen.append(parts["test"])
+  assert sorted(np.concatenate(seen)) == list(range(len(labels)))
+  with pytest.raises(ValueError, match="fold=5 is out of range"):
+    sources.split_rows(labels, groups, _splits_cfg(method="kfold", fold=5), 3)
+
+
+def test_fixed_number_of_test_images_per_class():
+  labels, groups = _cohort()
+  parts = sources.split_rows(
+    labels, groups, _splits_cfg(method="fractions", test_per_class=20, fractions=(0.8, 0.2, 0)), 3
+  )
+  assert np.bincount(labels[parts["test"]]).tolist() == [20, 20, 20]
+  assert not _patients(groups, parts["test"]) & _patients(groups, parts["train"])
+  assert not _patients(groups, parts["val"]) & _patients(groups, parts["train"])
+  with pytest.raises(ValueError, match="fewer images"):
+    sources.split_rows(labels, groups, _splits_cfg(method="fractions", test_per_class=10**4), 3)
+
+
+def test_too_few_patients_for_the_folds_is_a_clear_error():
+  labels, groups = np.array([0, 1, 0, 1]), np.array(["a", "a", "b", "b"])
+  with pytest.raises(ValueError, match="from 2 patients"):
+    sources.split_rows(labels, groups, _splits_cfg(method="kfold"), 2)
+  with pytest.raises(ValueError, match="must sum to 1"):
+    sources.split_rows(
+      labels, groups, _splits_cfg(method="fractions", fractions=(0.5, 0.1, 0.1)), 2
+    )
+
+
+@pytest.mark.parametrize("how", ["oversample", "undersample"])
+def test_balance_rows(how):
+  labels = np.array([0] * 30 + [1] * 10 + [2] * 5)
+  rows = sources.balance_rows(labels, how, seed=0)
+  counts = np.bincount(labels[rows]).tolist()
+  assert counts == ([30, 30, 30] if how == "oversample" else [5, 5, 5])
+  if how == "oversample":
+    assert set(range(len(labels))) <= set(rows.tolist())  # Every original image kept.
+  else:
+    assert len(set(rows.tolist())) == 15  # No image twice.
+  assert np.array_equal(rows, sources.balance_rows(labels, how, seed=0))
+  with pytest.raises(ValueError, match="not one of"):
+    sources.balance_rows(labels, "smote", seed=0)
+
+
+def test_class_weights_follow_sklearn_balanced_and_weight_the_loss():
+  counts = np.array([30, 10, 5])
+  labels = np.repeat(np.arange(3), counts)
+  w = sources.class_weights(counts)
+  expected = class_weight.compute_class_weight("balanced", classes=np.arange(3), y=labels)
+  np.testing.assert_allclose(w, expected, rtol=1e-6)
+  assert abs(w[labels].mean() - 1.0) < 1e-6
+  np.testing.assert_allclose(losses.resolve_class_weights("balanced", counts), w)
+  np.testing.assert_allclose(losses.resolve_class_weights("1, 2,0.5", counts), [1, 2, 0.5])
+  assert losses.resolve_class_weights("none", counts) is None
+  with pytest.raises(ValueError, match="expected 3 non-negative"):
+    losses.resolve_class_weights("1,2", counts)
+  with pytest.raises(ValueError, match="comma-separated"):
+    losses.resolve_class_weights("heavy", counts)
+
+  cfg = config_lib.base_config().loss
+  logits = jax.random.normal(jax.random.key(0), (6, 3))
+  y = np.array([0, 1, 2, 0, 1, 2])
+  plain = losses.make_loss(cfg, 3)(logits, y)
+  weighted = losses.make_loss(cfg, 3, w)(logits, y)
+  np.testing.assert_allclose(weighted, plain * w[y], rtol=1e-6)
+
+
+# --- on prepared datasets -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """synthetic_cxr/tiny and the Kermany dummy (3class), prepared once."""
+  out = str(tmp_path_factory.mktemp("tfds_sources"))
+  datasets.prepare(datasets.get_builder("synthetic_cxr/tiny", out))
+  datasets.prepare(datasets.get_builder("chest_xray_pneumonia/3class", out), str(KERMANY_DUMMY))
+  return out
+
+
+def _input(data_dir, **kw) -> ml_collections.ConfigDict:
+  c = config_lib.base_config().input
+  c.data = "synthetic_cxr/tiny"
+  c.data_dir = data_dir
+  for k, v in kw.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def test_builder_splits_are_read_as_is(data_dir):
+  data = sources.load(_input(data_dir))
+  assert data.class_names == ["normal", "pneumonia", "covid19"]
+  assert {s: len(v) for s, v in data.splits.items()} == {"train": 24, "val": 8, "test": 8}
+  ex = data.source("train")[3]
+  assert ex["image"].shape == (64, 64, 1) and ex["dataset"] == "synthetic_cxr/tiny"
+  assert len(data.source("train").labels) == 24  # Index read on demand.
+  with pytest.raises(ValueError, match="not one of this run's splits"):
+    data.source("holdout")
+
+
+def test_resplit_pools_all_splits_patient_disjointly(data_dir):
+  data = sources.load(_input(data_dir, **{"splits.method": "fractions"}))
+  sizes = {s: len(v) for s, v in data.splits.items()}
+  assert sum(sizes.values()) == 40, sizes
+  patients = {s: set(v.patients) for s, v in data.splits.items()}
+  assert not patients["train"] & patients["test"] and not patients["train"] & patients["val"]
+  assert data.report["splits"]["test"]["images"] == sizes["test"]
+  # Records come through with the view's label.
+  v = data.source("test")
+  assert [v[i]["label"] for i in range(len(v))] == v.labels.tolist()
+
+
+def test_keep_official_test_and_resplit_the_rest(data_dir):
+  data = sources.load(
+    _input(
+      data_dir,
+      **{
+        "splits.method": "fractions",
+        "splits.keep": ("test",),
+        "splits.fractions": (0.75, 0.25, 0),
+      },
+    )
+  )
+  assert len(data.source("test")) == 8
+  assert len(data.source("train")) + len(data.source("val")) == 32
+  with pytest.raises(ValueError, match="keeps 'test'"):
+    sources.load(_input(data_dir, **{"splits.method": "fractions", "splits.keep": ("test",)}))
+
+
+def test_mixture_with_class_maps(data_dir):
+  cfg = _input(
+    data_dir,
+    mixture=(
+      {"data": "synthetic_cxr/tiny", "class_map": {"covid19": "covid-19"}},
+      {
+        "data": "chest_xray_pneumonia/3class",
+        "splits": ("train", "test"),
+        "class_map": {"normal": "normal", "bacterial": "pneumonia", "viral": "pneumonia"},
+      },
+    ),
+    class_names=("normal", "pneumonia", "covid-19"),
+  )
+  data = sources.load(cfg)
+  assert data.class_names == ["normal", "pneumonia", "covid-19"]
+  train = data.source("train")
+  by_dataset = collections.Counter()
+  for i in range(len(train)):
+    ex = train[i]
+    by_dataset[(ex["dataset"], data.class_names[ex["label"]])] += 1
+  # Synthetic contributes only its covid19 images, Kermany's dummy train its 8 readable images.
+  assert {k for k in by_dataset if k[0] == "synthetic_cxr/tiny"} == {
+    ("synthetic_cxr/tiny", "covid-19")
+  }
+  assert sum(v for k, v in by_dataset.items() if k[0].startswith("chest_xray")) == 8
+  assert "val" not in data.splits or all(
+    p.startswith("synthetic_cxr:") for p in data.source("val").patients
+  )
+  dropped = data.report["left_out_by_class_map"]
+  assert dropped["synthetic_cxr/tiny:train:normal"] > 0
+  assert all(p.split(":")[0] in ("synthetic_cxr", "chest_xray_pneumonia") for p in train.patients)
+
+  bad = _input(data_dir, mixture=({"data": "synthetic_cxr/tiny", "class_map": {"covid": "x"}},))
+  with pytest.raises(ValueError, match=r"\['covid'\].*classes are"):
+    sources.load(bad)
+  with pytest.raises(ValueError, match="unknown"):
+    sources.load(_input(data_dir, mixture=({"data": "synthetic_cxr/tiny", "maps": {}},)))
+
+
+def test_balance_through_load(data_dir):
+  data = sources.load(_input(data_dir, balance="oversample"))
+  counts = np.bincount(data.source("train").labels)
+  assert len(set(counts.tolist())) == 1
+  assert data.report["balance"]["after"] == counts.tolist()
+  assert len(data.source("test")) == 8  # Only the training split is resampled.
+
+
+def test_training_on_resplit_balanced_weighted_data(data_dir, tmp_path):
+  from jaxcxr import train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config(data_dir, total_steps=3)
+  c.input.balance = "undersample"
+  c.input.splits.method = "kfold"
+  c.input.splits.num_folds = 4
+  c.input.splits.fold = 1
+  c.loss.class_weights = "balanced"
+  results = train.train_and_evaluate(c, str(tmp_path))
+  data = sources.load(c.input)
+  assert results["test"]["num_examples"] == len(data.source("test")) > 0
+  assert np.isfinite(results["val"]["accuracy"])
