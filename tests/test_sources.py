@@ -265,3 +265,31 @@ def test_training_on_resplit_balanced_weighted_data(data_dir, tmp_path):
   data = sources.load(c.input)
   assert results["test"]["num_examples"] == len(data.source("test")) > 0
   assert np.isfinite(results["val"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_kermany_recipe_keeps_official_test_and_removes_shared_patients(tmp_path):
+  """The real sample's official train and test share patients; the recipe's splits do not."""
+  from configs import chest_xray  # pylint: disable=g-import-not-at-top
+  from tests.conftest import require_shared  # pylint: disable=g-import-not-at-top
+
+  manual_dir = require_shared("chest_xray")
+  c = chest_xray.get_config()
+  c.input.data_dir = str(tmp_path)
+  builder = datasets.prepare(datasets.get_builder(c.input.data, c.input.data_dir), str(manual_dir))
+  data = sources.load(c.input)
+  official = {
+    s: set(sources._PlainView(s, builder, c.input.data).patients) for s in ("train", "val", "test")
+  }
+  shared = (official["train"] | official["val"]) & official["test"]
+  assert shared  # The trap is real in the sample...
+  test, train, val = (set(data.source(s).patients) for s in ("test", "train", "val"))
+  assert (
+    test == official["test"]
+    and len(data.source("test")) == builder.info.splits["test"].num_examples
+  )
+  assert not (train | val) & test and not train & val  # ...and gone from the splits.
+  removed = data.report["removed_patient_overlap_with_kept"]
+  assert removed["patients"] == len(shared)
+  total = sum(builder.info.splits[s].num_examples for s in ("train", "val"))
+  assert len(data.source("train")) + len(data.source("val")) + removed["images"] == total

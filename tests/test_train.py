@@ -135,7 +135,7 @@ def test_trains_on_the_real_kermany_sample(tmp_path):
   c.eval_every_steps, c.progress_bar, c.eval_splits = 0, False, ("test",)
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
   n_test = len(glob.glob(str(manual_dir / "test" / "*" / "*.jpeg")))
-  assert results["test"]["num_examples"] == n_test
+  assert results["test"]["num_examples"] == n_test  # The official test split, whole.
   assert results["test"]["class_names"] == ["normal", "pneumonia"]
 
 
