@@ -347,6 +347,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
+    # Which patients went where: a reader can check the splits without re-running them.
+    metrics.write_json(os.path.join(workdir, "data_splits.json"), data.describe())
 
   repl = sharding.replicated(mesh)
   jit_train = jax.jit(

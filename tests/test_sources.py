@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 
 import jax
 import ml_collections
@@ -265,6 +266,10 @@ def test_training_on_resplit_balanced_weighted_data(data_dir, tmp_path):
   data = sources.load(c.input)
   assert results["test"]["num_examples"] == len(data.source("test")) > 0
   assert np.isfinite(results["val"]["accuracy"])
+  written = json.loads((tmp_path / "data_splits.json").read_text())
+  assert written["method"] == "kfold" and written["balance"]["how"] == "undersample"
+  assert written["splits"]["test"]["images"] == len(data.source("test"))
+  assert not set(written["patients"]["train"]) & set(written["patients"]["test"])
 
 
 @pytest.mark.slow

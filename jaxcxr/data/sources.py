@@ -132,6 +132,15 @@ class Data:
       )
     return self.splits[split]
 
+  def describe(self) -> dict[str, Any]:
+    """The report plus, per split, image/patient/class counts and the sorted patient ids."""
+    return {
+      **self.report,
+      "class_names": self.class_names,
+      "splits": _describe(self.splits, self.class_names),
+      "patients": {s: sorted(set(v.patients)) for s, v in self.splits.items()},
+    }
+
   def class_counts(self, split: str = "train") -> np.ndarray:
     return np.bincount(self.source(split).labels, minlength=len(self.class_names))
 
