@@ -1,0 +1,59 @@
+r"""Four classes from two sources: Kermany normal / bacterial / viral + Cohen COVID-19.
+
+    python -m jaxcxr.train --config configs/kermany_cohen.py --workdir W \
+        --config.input.manual_dir=../shared/data
+
+The composite set of the studies that added COVID-19 to Kermany's pneumonia classes: Kermany et
+al. 2018 (`chest_xray_pneumonia/3class`, all of its splits pooled) and the frontal COVID-19
+X-rays of Cohen et al.'s collection (`covid_chestxray/3class`, class `covid-19` only; its other
+pneumonias and no-finding images are left out and counted). `manual_dir` is one folder holding
+both downloads (`chest_xray/` and `covid-chestxray-dataset/`), as in ../shared/data.
+
+Splits are re-made patient-disjoint and class-stratified over the mixture (70/10/20,
+StratifiedGroupKFold; patients are namespaced by dataset). ResNet-50 from ImageNet weights
+(`resnet50.tv_in1k`, first conv summed to one channel), RAdam, label smoothing, class-weighted
+loss (COVID-19 is the smallest class).
+
+Read the audit before the numbers: every COVID-19 image is an adult radiograph, often cropped
+from a publication, and every other image a pediatric one from one hospital, so class is
+confounded with source, age, size and format (`python -m jaxcxr.audit --config
+configs/kermany_cohen.py ...` measures how much). High accuracy here is not evidence of COVID-19
+detection. `:tiny` gives a CI-sized run (ResNet-tiny, 32 px, from scratch).
+"""
+
+from jaxcxr import config_lib
+
+CLASS_NAMES = ("normal", "bacterial", "viral", "covid-19")
+
+
+def get_config(arg: str = ""):
+  args = set(filter(None, (arg or "").split(",")))
+  c = config_lib.base_config()
+  c.input.mixture = (
+    {"data": "chest_xray_pneumonia/3class"},  # normal, bacterial, viral as they are.
+    {"data": "covid_chestxray/3class", "class_map": {"covid-19": "covid-19"}},
+  )
+  c.input.class_names = CLASS_NAMES
+  c.input.splits.method = "fractions"
+  c.input.splits.fractions = (0.7, 0.1, 0.2)
+  c.input.image_size = 224
+  c.input.batch_size = 32
+  c.model_name = "resnet50"
+  c.model_init = "resnet50.tv_in1k"
+  c.model.in_chans = 1
+  c.num_epochs = 10.0
+  c.optimizer.name = "radam"
+  c.optimizer.lr = 1e-4
+  c.schedule.name = "cosine"
+  c.schedule.warmup_steps = 50
+  c.loss.label_smoothing = 0.1
+  c.loss.class_weights = "balanced"
+  config_lib.fastai_augment(c)
+  c.augment.flip = 0.0
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
+  if "tiny" in args:
+    c.model_name, c.model_init = "resnet_tiny", ""
+    c.input.image_size, c.input.batch_size = 32, 8
+    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+  return c
