@@ -1,0 +1,56 @@
+"""Builds covid19_radiography from a real copy of the database, when one is present.
+
+Looks in `<repo>/../shared/data` (or `$JAXCXR_SHARED_DATA`) for `COVID-19_Radiography_Dataset/`
+(config `current`) and `COVID-19 Radiography Database/` (config `v1`); each test is skipped, with
+the path in the reason, when its folder is absent (the shared sample does not hold this database
+at the time of writing).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+
+import pytest
+import tensorflow_datasets as tfds
+
+from tfds_builders.covid19_radiography import covid19_radiography_dataset_builder as crd
+
+tfds.disable_progress_bar()
+
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["v1", "current"])
+def test_counts_match_the_files_on_disk(tmp_path, config):
+  cfg = crd.Builder.builder_configs[config]
+  root = _SHARED_DATA / cfg.root_name
+  if not root.is_dir():
+    pytest.skip(
+      f"real COVID-19 Radiography Database ({config}) not found at {root} "
+      "(set JAXCXR_SHARED_DATA to the folder that holds it)"
+    )
+  builder = crd.Builder(config=config, data_dir=tmp_path)
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(
+      manual_dir=_SHARED_DATA, compute_stats=tfds.download.ComputeStatsMode.SKIP
+    ),
+    file_format="array_record",
+  )
+  corrupt = collections.Counter(
+    name.split("/")[0] for name in builder.skipped["train"].get(crd.SKIP_CORRUPT, [])
+  )
+  expected = collections.Counter()
+  for c in cfg.class_folders:
+    folder = root / c.folder / cfg.images_subdir
+    n = sum(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in folder.iterdir())
+    expected[c.label] = n - corrupt[c.folder]
+  train = tfds.data_source(f"covid19_radiography/{config}", data_dir=tmp_path)["train"]
+  names = builder.info.features["label"].names
+  got = collections.Counter(names[train[i]["label"]] for i in range(len(train)))
+  assert got == expected
+  # Every image should have found its spreadsheet row on a release as published.
+  assert not builder.flagged["train"].get(crd.FLAG_NO_ROW), builder.flagged["train"]
