@@ -28,6 +28,7 @@ def _tiny(recipe: str, data_dir: str):
     dict(m, manual_dir=str(DUMMY[m["data"].split("/")[0]])) for m in c.input.mixture
   )
   c.input.num_threads = 2
+  c.input.batch_size = 4  # The dummy mixtures have 10-20 images.
   c.input.splits.fractions = (0.6, 0.2, 0.2)
   c.num_epochs, c.total_steps = 0.0, 3
   c.schedule.warmup_steps = 1
@@ -36,7 +37,7 @@ def _tiny(recipe: str, data_dir: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["kermany_cohen"])
+@pytest.mark.parametrize("recipe", ["kermany_cohen", "cohen_covidx"])
 def test_mixture_recipe_trains_a_few_steps(recipe, tmp_path):
   c = _tiny(recipe, str(tmp_path / "tfds"))
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
