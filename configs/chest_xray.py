@@ -27,6 +27,7 @@ def get_config(arg: str = ""):
   c.input.image_size = 128
   c.input.batch_size = 32
   c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
   c.input.splits.keep = ("test",)
   c.input.splits.fractions = (0.9, 0.1, 0.0)
   c.model_name = "resnet18"

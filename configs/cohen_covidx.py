@@ -9,7 +9,9 @@ COVID-19 images are left out and counted). DIR1 holds Cohen's `covid-chestxray-d
 it), DIR2 the COVIDx folders (`train/`, `test/`, `train_COVIDx9A.txt`, ...).
 
 Splits are re-made patient-disjoint and class-stratified over the mixture (70/10/20,
-StratifiedGroupKFold; patients are namespaced by dataset). ResNet-50 from ImageNet weights,
+StratifiedGroupKFold; patients are namespaced by dataset, and patients whose images are
+(near) duplicates of each other are kept together: Cohen files some radiographs under two
+patient ids). ResNet-50 from ImageNet weights,
 RAdam, label smoothing, class-weighted loss.
 
 COVIDx's normal/pneumonia images come mostly from RSNA/ChestX-ray14 while the COVID-19 class here
@@ -45,6 +47,7 @@ def get_config(arg: str = ""):
   )
   c.input.class_names = CLASS_NAMES
   c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
   c.input.splits.fractions = (0.7, 0.1, 0.2)
   c.input.image_size = 224
   c.input.batch_size = 32

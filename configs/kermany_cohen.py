@@ -10,7 +10,9 @@ pneumonias and no-finding images are left out and counted). `manual_dir` is one 
 both downloads (`chest_xray/` and `covid-chestxray-dataset/`), as in ../shared/data.
 
 Splits are re-made patient-disjoint and class-stratified over the mixture (70/10/20,
-StratifiedGroupKFold; patients are namespaced by dataset). ResNet-50 from ImageNet weights
+StratifiedGroupKFold; patients are namespaced by dataset, and patients whose images are
+(near) duplicates of each other are kept together: Cohen files some radiographs under two
+patient ids). ResNet-50 from ImageNet weights
 (`resnet50.tv_in1k`, first conv summed to one channel), RAdam, label smoothing, class-weighted
 loss (COVID-19 is the smallest class).
 
@@ -35,6 +37,7 @@ def get_config(arg: str = ""):
   )
   c.input.class_names = CLASS_NAMES
   c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
   c.input.splits.fractions = (0.7, 0.1, 0.2)
   c.input.image_size = 224
   c.input.batch_size = 32

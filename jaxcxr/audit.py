@@ -367,6 +367,29 @@ def _exact_duplicates(recs: list[Record], feats: list[_Features], max_examples: 
   return out
 
 
+def duplicate_pairs(
+  feats: Sequence[_Features],
+  near_threshold: int = NEAR_THRESHOLD,
+  confirm_threshold: int = CONFIRM_THRESHOLD,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+  """Pairs of near-duplicate images: pHash candidates confirmed by both hashes, both directions.
+
+  Returns:
+    `(i, j, phash distance, number of pHash candidates)`, i < j indexing `feats`.
+  """
+  if len(feats) < 2:
+    empty = np.zeros(0, np.int64)
+    return empty, empty, empty, 0
+  ph = np.stack([f.phash for f in feats])
+  wh = np.stack([f.whash for f in feats])
+  i, j, _ = near_pairs(ph, near_threshold)
+  # Both directions (identity of i vs transforms of j, and of j vs i): a symmetric distance.
+  dp = np.minimum(hamming_min(ph[i], ph[j]), hamming_min(ph[j], ph[i]))
+  dw = np.minimum(hamming_min(wh[i], wh[j]), hamming_min(wh[j], wh[i]))
+  keep = (dp <= near_threshold) & (dw <= confirm_threshold)
+  return i[keep], j[keep], dp[keep], int(len(i))
+
+
 def _near_duplicates(
   recs: list[Record],
   feats: list[_Features],
@@ -378,14 +401,7 @@ def _near_duplicates(
   n = len(feats)
   if n < 2:
     return _describe_clusters([], recs, max_examples, {}) | {"candidate_pairs": 0, "pairs": 0}
-  ph = np.stack([f.phash for f in feats])
-  wh = np.stack([f.whash for f in feats])
-  i, j, _ = near_pairs(ph, near_threshold)
-  # Both directions (identity of i vs transforms of j, and of j vs i): a symmetric distance.
-  dp = np.minimum(hamming_min(ph[i], ph[j]), hamming_min(ph[j], ph[i]))
-  dw = np.minimum(hamming_min(wh[i], wh[j]), hamming_min(wh[j], wh[i]))
-  keep = (dp <= near_threshold) & (dw <= confirm_threshold)
-  ki, kj, kd = i[keep], j[keep], dp[keep]
+  ki, kj, kd, num_candidates = duplicate_pairs(feats, near_threshold, confirm_threshold)
   clusters = _components(n, ki, kj)
   where = np.full(n, -1)
   for c, members in enumerate(clusters):
@@ -395,8 +411,8 @@ def _near_duplicates(
     c = int(where[a])
     max_distance[c] = max(max_distance.get(c, 0), int(d))
   out = _describe_clusters(clusters, recs, max_examples, max_distance)
-  out["candidate_pairs"] = int(len(i))
-  out["pairs"] = int(keep.sum())
+  out["candidate_pairs"] = num_candidates
+  out["pairs"] = int(len(ki))
   out["pair_distance_histogram"] = {
     str(int(d)): int(c) for d, c in zip(*np.unique(kd, return_counts=True), strict=True)
   }

@@ -52,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.splits.val_fraction = 0.1
   c.input.splits.test_per_class = 0
   c.input.splits.seed = 0
+  # Also keep (near-)duplicate images of different patient ids on one side of a re-split (the
+  # leakage audit's perceptual hashes; costs one decode + hash per image, ~8 ms on one core).
+  c.input.splits.group_duplicates = False
   c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
 
   c.model_name = "resnet50"

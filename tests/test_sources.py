@@ -298,3 +298,37 @@ def test_kermany_recipe_keeps_official_test_and_removes_shared_patients(tmp_path
   assert removed["patients"] == len(shared)
   total = sum(builder.info.splits[s].num_examples for s in ("train", "val"))
   assert len(data.source("train")) + len(data.source("val")) + removed["images"] == total
+
+
+def test_group_duplicates_keeps_copies_under_other_patient_ids_together(tmp_path):
+  """A rotated copy of a training image filed under another patient stays on its side."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  manual = tmp_path / "manual"
+  shutil.copytree(KERMANY_DUMMY, manual)
+  root = manual / "chest_xray" / "train" / "PNEUMONIA"
+  Image.open(root / "person3_virus_5.jpeg").rotate(90, expand=True).save(
+    root / "person99_virus_1.jpeg", quality=90
+  )
+  data_dir = str(tmp_path / "tfds")
+  datasets.prepare(datasets.get_builder("chest_xray_pneumonia/3class", data_dir), str(manual))
+  cfg = _input(data_dir, **{"splits.method": "fractions", "splits.group_duplicates": True})
+  cfg.data = "chest_xray_pneumonia/3class"
+  cfg.splits.fractions = (0.5, 0.0, 0.5)
+  for seed in range(4):
+    cfg.splits.seed = seed
+    data = sources.load(cfg)
+    where = {
+      p: s
+      for s, v in data.splits.items()
+      for p in v.patients
+      if p.endswith(("person3", "person99"))
+    }
+    assert len(set(where.values())) == 1, (seed, where)
+  assert data.report["duplicates_grouped"] == {
+    "duplicate_pairs": 1,
+    "cross_patient_pairs": 1,
+    "patients_merged": 1,
+  }

@@ -418,17 +418,20 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
     for s, rows in kept.items():
       if not len(rows):
         raise ValueError(f"config.input.splits.keep names {s!r}, which no dataset provides.")
+    groups = index.patient
+    if scfg.group_duplicates:
+      groups, report["duplicates_grouped"] = _group_duplicates(index, sources)
     pool = np.flatnonzero(~np.isin(index.split, list(keep)))
-    kept_patients = set(index.patient[np.concatenate(list(kept.values()))]) if kept else set()
-    overlap = np.isin(index.patient[pool], list(kept_patients))
+    kept_groups = set(groups[np.concatenate(list(kept.values()))]) if kept else set()
+    overlap = np.isin(groups[pool], list(kept_groups))
     if overlap.any():
       report["removed_patient_overlap_with_kept"] = {
         "images": int(overlap.sum()),
         "patients": len(set(index.patient[pool][overlap])),
       }
       logging.warning(
-        "%d images of %d patients in the re-split pool also appear in the kept split(s) %s; "
-        "they are left out so that splits stay patient-disjoint.",
+        "%d images of %d patients in the re-split pool also appear (or have duplicate images) in "
+        "the kept split(s) %s; they are left out so that splits stay patient-disjoint.",
         int(overlap.sum()), len(set(index.patient[pool][overlap])), keep,
       )  # fmt: skip
       pool = pool[~overlap]
@@ -441,7 +444,7 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
         raise ValueError("config.input.splits: kfold makes its own test fold; do not keep 'test'.")
     parts = {
       k: pool[v]
-      for k, v in split_rows(index.label[pool], index.patient[pool], scfg, len(class_names)).items()
+      for k, v in split_rows(index.label[pool], groups[pool], scfg, len(class_names)).items()
     }
     parts.update(kept)
   how = cfg.get("balance", "none")
@@ -457,6 +460,48 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
     _check_disjoint(splits)
   logging.info("Data splits: %s", report)
   return Data(splits, class_names, report)
+
+
+def _group_duplicates(index: Index, srcs: list[dict[str, Any]]) -> tuple[np.ndarray, dict]:
+  """Split groups that join patients whose images are (near) duplicates of each other.
+
+  Patient ids are not always trustworthy: Cohen's collection files some radiographs under two
+  patient ids, composite sets re-use images of other sets. Grouping by patient alone would put
+  such copies on both sides of a split. Images are matched with the leakage audit's perceptual
+  hashes (`jaxcxr.audit.duplicate_pairs`: resized, re-encoded, flipped and rotated copies), and a
+  group is a connected component of "same patient" ∪ "duplicate image".
+  """
+  from scipy.sparse import coo_matrix  # pylint: disable=g-import-not-at-top
+  from scipy.sparse.csgraph import connected_components  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr import audit  # pylint: disable=g-import-not-at-top
+
+  n = len(index)
+  feats = [
+    audit.image_features(srcs[c][sp][int(r)]["image"])
+    for c, sp, r in zip(index.component, index.split, index.record, strict=True)
+  ]
+  i, j, _, _ = audit.duplicate_pairs(feats)
+  _, first = np.unique(index.patient, return_index=True)
+  patient_root = first[np.unique(index.patient, return_inverse=True)[1]]
+  rows = np.concatenate([i, np.arange(n)])
+  cols = np.concatenate([j, patient_root])
+  graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+  num_groups, component = connected_components(graph, directed=False)
+  num_patients = len(first)
+  report = {
+    "duplicate_pairs": int(len(i)),
+    "cross_patient_pairs": int((index.patient[i] != index.patient[j]).sum()),
+    "patients_merged": int(num_patients - num_groups),
+  }
+  if report["patients_merged"]:
+    logging.warning(
+      "%d pairs of duplicate images join %d patients into shared split groups: %s",
+      report["cross_patient_pairs"], report["patients_merged"],
+      sorted({(index.patient[a], index.patient[b]) for a, b in zip(i, j, strict=True)
+              if index.patient[a] != index.patient[b]})[:20],
+    )  # fmt: skip
+  return np.asarray([f"group{k}" for k in component], dtype=object), report
 
 
 class _PlainView(View):
