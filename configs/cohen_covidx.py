@@ -46,27 +46,5 @@ def get_config(arg: str = ""):
     },
   )
   c.input.class_names = CLASS_NAMES
-  c.input.splits.method = "fractions"
-  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
-  c.input.splits.fractions = (0.7, 0.1, 0.2)
-  c.input.image_size = 224
-  c.input.batch_size = 32
-  c.model_name = "resnet50"
-  c.model_init = "resnet50.tv_in1k"
-  c.model.in_chans = 1
-  c.num_epochs = 10.0
-  c.optimizer.name = "radam"
-  c.optimizer.lr = 1e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_steps = 50
-  c.loss.label_smoothing = 0.1
-  c.loss.class_weights = "balanced"
-  config_lib.fastai_augment(c)
-  c.augment.flip = 0.0
-  c.eval_every_steps = 100
-  c.checkpoint_every_steps = 100
-  if "tiny" in args:
-    c.model_name, c.model_init = "resnet_tiny", ""
-    c.input.image_size, c.input.batch_size = 32, 8
-    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+  config_lib.covid_mixture_recipe(c, tiny="tiny" in args)
   return c

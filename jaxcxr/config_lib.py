@@ -131,6 +131,38 @@ def fastai_augment(c: ml_collections.ConfigDict) -> None:
   c.augment.contrast = 0.2
 
 
+def covid_mixture_recipe(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
+  """What the COVID-19 mixture recipes share (configs/kermany_cohen.py, configs/cohen_covidx.py).
+
+  Patient-disjoint 70/10/20 re-split with duplicate grouping; ResNet-50 from ImageNet weights
+  with the first conv summed to one channel; RAdam, cosine, label smoothing, class-weighted loss,
+  fastai augmentation without flips. `tiny`: ResNet-tiny from scratch at 32 px (CI-sized).
+  """
+  c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
+  c.input.splits.fractions = (0.7, 0.1, 0.2)
+  c.input.image_size = 224
+  c.input.batch_size = 32
+  c.model_name = "resnet50"
+  c.model_init = "resnet50.tv_in1k"
+  c.model.in_chans = 1
+  c.num_epochs = 10.0
+  c.optimizer.name = "radam"
+  c.optimizer.lr = 1e-4
+  c.schedule.name = "cosine"
+  c.schedule.warmup_steps = 50
+  c.loss.label_smoothing = 0.1
+  c.loss.class_weights = "balanced"
+  fastai_augment(c)
+  c.augment.flip = 0.0  # Anatomy is not left-right symmetric.
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
+  if tiny:
+    c.model_name, c.model_init = "resnet_tiny", ""
+    c.input.image_size, c.input.batch_size = 32, 8
+    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+
+
 def resolve_total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   """Training length in steps, from `total_steps` or `num_epochs` (exactly one must be set)."""
   if config.total_steps and config.num_epochs:
