@@ -7,8 +7,10 @@ Conventions (set by `chest_xray_pneumonia`, the first builder):
   * every classification example carries `patient_id` (for patient-disjoint splits) and
     `filename` (the path relative to the upstream root, which also tells the original format);
   * nothing is dropped silently: each builder records, per split, the files it skipped and the
-    ones it kept but flagged, by reason, in `builder.skipped[split]` / `builder.flagged[split]`,
-    and logs one summary per split (`SkipLog.log`).
+    ones it kept but flagged, by reason, in `builder.skipped[split]` / `builder.flagged[split]`
+    (`SkipReportMixin`), and logs one summary per split (`SkipLog.log`);
+  * layout errors name the path, what is missing, what the folder holds and the expected layout
+    with where to download the data (`require_dir`, `layout_error`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,35 @@ def manual_dir(dl_manager: tfds.download.DownloadManager, instructions: str) -> 
   except AssertionError as e:
     first_line = str(e).splitlines()[0] if str(e) else "Manual directory missing."
     raise FileNotFoundError(f"{first_line}\n{instructions}") from e
+
+
+def listing(path: epath.Path) -> list[str]:
+  """The first 20 names in folder `path`, sorted (for error messages); [] if it is no folder."""
+  return sorted(p.name for p in path.iterdir())[:20] if path.is_dir() else []
+
+
+def require_dir(manual_dir: epath.PathLike, help_text: str) -> epath.Path:
+  """`manual_dir` as a path, or a FileNotFoundError naming it, followed by `help_text`.
+
+  Args:
+    manual_dir: the folder that should hold the data.
+    help_text: the expected layout and where to download the data.
+  """
+  manual_dir = epath.Path(manual_dir)
+  if not manual_dir.is_dir():
+    raise FileNotFoundError(f"Manual directory {manual_dir} does not exist. {help_text}")
+  return manual_dir
+
+
+def layout_error(path: epath.Path, what: str, help_text: str) -> FileNotFoundError:
+  """The error for a folder that exists but does not hold the expected layout.
+
+  Args:
+    path: the folder searched.
+    what: what it lacks, e.g. `the chest_xray layout: no train/NORMAL, ... in it`.
+    help_text: the expected layout and where to download the data.
+  """
+  return FileNotFoundError(f"{path} does not hold {what} (found: {listing(path)}). {help_text}")
 
 
 def grayscale_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
@@ -108,3 +139,29 @@ class SkipLog:
       sum(map(len, self.flagged.values())),
       "\n".join(lines),
     )
+
+
+class SkipReportMixin:
+  """Gives a builder `skipped[split]` / `flagged[split]` ({reason: [names]}) and `skip_log(split)`.
+
+  Use as `class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder)`. A plain mixin,
+  not a DatasetBuilder: TFDS registers only the builder itself, under its own name.
+  """
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    # {split: {reason: [names]}}, filled while the split is generated, for the summary log and for
+    # tests: files left out of the split, and files kept but worth a look.
+    self.skipped: dict[str, dict[str, list[str]]] = {}
+    self.flagged: dict[str, dict[str, list[str]]] = {}
+
+  def skip_log(self, split: str, dataset: str | None = None) -> SkipLog:
+    """A new SkipLog for `split`, whose records `skipped[split]` / `flagged[split]` show.
+
+    Args:
+      split: the split name.
+      dataset: the name its summary log line starts with; the builder's name by default.
+    """
+    log = SkipLog(dataset or self.name, split)
+    self.skipped[split], self.flagged[split] = log.skipped, log.flagged
+    return log

@@ -66,20 +66,16 @@ def find_data_root(manual_dir: epath.PathLike) -> epath.Path:
       `{train,test}/{COVID19,NORMAL,PNEUMONIA}` folder; the message names the path, the expected
       layout and where to download the data.
   """
-  manual_dir = epath.Path(manual_dir)
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(
-      f"Manual directory {manual_dir} does not exist. Expected layout:\n{_EXPECTED_LAYOUT}\n"
-      f"{_DOWNLOAD_HELP}"
-    )
+  help_text = f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
+  manual_dir = common.require_dir(manual_dir, help_text)
   for root in (manual_dir, manual_dir / "Data", manual_dir / "archive" / "Data"):
     if all((root / s / c).is_dir() for s in SPLITS for c in CLASS_DIRS):
       return root
-  found = sorted(p.name for p in manual_dir.iterdir())[:20]
-  raise FileNotFoundError(
-    f"{manual_dir} does not hold the Data/ layout: no train/ and test/ folders each with COVID19/, "
-    f"NORMAL/ and PNEUMONIA/ in it, in Data/ or in archive/Data/ (found: {found}). "
-    f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
+  raise common.layout_error(
+    manual_dir,
+    "the Data/ layout: no train/ and test/ folders each with COVID19/, NORMAL/ and PNEUMONIA/ in "
+    "it, in Data/ or in archive/Data/",
+    help_text,
   )
 
 
@@ -90,19 +86,12 @@ def _files_under(path: epath.Path) -> list[epath.Path]:
   return [f for child in sorted(path.iterdir()) for f in _files_under(child)]
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for Kaggle's "Chest X-ray (Covid-19 & Pneumonia)" (prashant268)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"{_DOWNLOAD_HELP}\nExpected layout:\n{_EXPECTED_LAYOUT}\n"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [relative file names]}}, filled by `_generate_examples` for the summary log
-    # and for tests: files left out of the split, and files kept but worth a look.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -125,8 +114,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, root: epath.Path, split: str) -> Iterator[tuple[str, dict]]:
     """Yields `(relative path, example)` for the images of one split, skipping bad files."""
-    log = common.SkipLog(DATASET, split)
-    self.skipped[split], self.flagged[split] = log.skipped, log.flagged
+    log = self.skip_log(split)
     for path in sorted((root / split).iterdir()):
       if path.name not in CLASS_DIRS:
         # Stray files or extra folders beside the class folders: nothing here has a label.

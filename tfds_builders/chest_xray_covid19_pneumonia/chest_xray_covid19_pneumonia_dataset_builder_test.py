@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from tfds_builders import testing_utils
 from tfds_builders.chest_xray_covid19_pneumonia import (
@@ -33,21 +32,7 @@ class ChestXrayCovid19PneumoniaTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 8, "test": 4}
 
 
-def _build(manual_dir: pathlib.Path, data_dir: pathlib.Path) -> cxc.Builder:
-  builder = cxc.Builder(data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
-def _write_jpeg(path: pathlib.Path) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(len(path.name))
-  Image.fromarray(rng.integers(0, 256, (16, 20), dtype=np.uint8), "L").save(path, "JPEG")
+_write_jpeg = testing_utils.write_noise_image  # A grey noise JPEG.
 
 
 def _minimal_layout(data: pathlib.Path) -> None:
@@ -61,7 +46,7 @@ def test_label_names():
 
 
 def test_dummy_data_skips_flags_and_examples(tmp_path):
-  builder = _build(DUMMY_DATA, tmp_path)
+  builder = testing_utils.build(cxc.Builder, DUMMY_DATA, tmp_path)
   assert builder.skipped == {
     "train": {
       "non-image file (ignored)": ["train/NORMAL/.DS_Store"],
@@ -115,7 +100,7 @@ def test_stray_files_and_unknown_class_folders_are_skipped(tmp_path):
   _write_jpeg(data / "train" / "loose.jpg")
   _write_jpeg(data / "test" / "TUBERCULOSIS" / "TB(1).jpg")
   _write_jpeg(data / "test" / "PNEUMONIA" / "person1_virus_6.jpeg")  # Not the upstream pattern.
-  builder = _build(tmp_path, tmp_path / "out")
+  builder = testing_utils.build(cxc.Builder, tmp_path, tmp_path / "out")
   outside = "outside the COVID19/NORMAL/PNEUMONIA folders"
   assert builder.skipped["train"] == {outside: ["train/loose.jpg"]}
   assert builder.skipped["test"] == {outside: ["test/TUBERCULOSIS/TB(1).jpg"]}
@@ -128,7 +113,7 @@ def test_stray_files_and_unknown_class_folders_are_skipped(tmp_path):
 def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data")
+    testing_utils.build(cxc.Builder, missing, tmp_path / "data")
   msg = str(e.value)
   assert str(missing) in msg and "train/COVID19" in msg
   assert "kaggle.com/datasets/prashant268" in msg

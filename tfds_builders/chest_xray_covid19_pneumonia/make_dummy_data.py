@@ -19,6 +19,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 ROOT = pathlib.Path(__file__).parent / "dummy_data" / "Data"
 
 # split -> class folder -> grey JPEG file names. Built: train 8, test 4 (with the files below).
@@ -42,11 +44,8 @@ JUNK_FILE = ("train", "NORMAL", ".DS_Store")
 
 
 def _image(rng: np.random.Generator) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  size = int(rng.integers(24, 33))
-  y, x = np.mgrid[:size, :size] / size
-  base = 60 + 120 * np.exp(-(((x - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y)
-  return np.clip(base + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
+  """A fake radiograph of a random size (24 to 32 px square)."""
+  return testing_utils.fake_radiograph(rng, int(rng.integers(24, 33)))
 
 
 def main() -> None:

@@ -105,26 +105,21 @@ def find_data_root(manual_dir: epath.PathLike) -> epath.Path:
     FileNotFoundError: if `manual_dir` is missing or none of the candidates has the layout; the
       message names the path, the expected layout and where to download the data.
   """
-  manual_dir = epath.Path(manual_dir)
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(
-      f"Manual directory {manual_dir} does not exist. Expected layout:\n{_EXPECTED_LAYOUT}\n"
-      f"{_DOWNLOAD_HELP}"
-    )
+  help_text = f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
+  manual_dir = common.require_dir(manual_dir, help_text)
   candidates = [manual_dir, manual_dir / "chest_xray", manual_dir / "chest_xray" / "chest_xray"]
   for root in candidates:
     if all((root / s / c).is_dir() for s in _REQUIRED_SPLITS for c in _CLASS_DIRS):
       return root
-  found = sorted(p.name for p in manual_dir.iterdir())[:20]
-  raise FileNotFoundError(
-    f"{manual_dir} does not hold the chest_xray layout: no train/NORMAL, train/PNEUMONIA, "
-    f"test/NORMAL, test/PNEUMONIA folders in it or in its chest_xray/ subfolder "
-    f"(found: {found}). "
-    f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
+  raise common.layout_error(
+    manual_dir,
+    "the chest_xray layout: no train/NORMAL, train/PNEUMONIA, test/NORMAL, test/PNEUMONIA "
+    "folders in it or in its chest_xray/ subfolder",
+    help_text,
   )
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for the Kermany et al. (2018) pediatric chest X-ray pneumonia dataset."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -143,13 +138,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     ),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "2class"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [relative file names]}}, filled by `_generate_examples` for the summary log
-    # and for tests: files left out of the split, and files kept but worth a look.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -179,8 +167,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root: epath.Path, split: str) -> Iterator[tuple[str, dict]]:
     """Yields `(relative path, example)` for the images of one split, skipping bad files."""
     three_class = len(self.builder_config.label_names) == 3
-    log = common.SkipLog("chest_xray_pneumonia", split)
-    self.skipped[split], self.flagged[split] = log.skipped, log.flagged
+    log = self.skip_log(split)
     for class_dir in _CLASS_DIRS:
       for path in sorted((root / split / class_dir).iterdir()):
         rel = f"{split}/{class_dir}/{path.name}"

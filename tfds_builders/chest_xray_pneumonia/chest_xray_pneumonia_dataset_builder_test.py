@@ -11,8 +11,8 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
+from tfds_builders import testing_utils
 from tfds_builders.chest_xray_pneumonia import chest_xray_pneumonia_dataset_builder as cxp
 
 tfds.disable_progress_bar()
@@ -29,21 +29,7 @@ class ChestXrayPneumoniaTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 8, "val": 2, "test": 4}
 
 
-def _build(manual_dir: pathlib.Path, data_dir: pathlib.Path, config: str = "2class") -> cxp.Builder:
-  builder = cxp.Builder(config=config, data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
-def _write_jpeg(path: pathlib.Path) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(len(path.name))
-  Image.fromarray(rng.integers(0, 256, (16, 20), dtype=np.uint8), "L").save(path)
+_write_jpeg = testing_utils.write_noise_image  # A grey noise JPEG.
 
 
 @pytest.mark.parametrize(
@@ -65,7 +51,7 @@ def test_parse_file_name(class_dir, stem, expected):
 def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data")
+    testing_utils.build(cxp.Builder, missing, tmp_path / "data")
   msg = str(e.value)
   assert str(missing) in msg and "train/NORMAL" in msg
   assert "data.mendeley.com" in msg and "kaggle" in msg.lower()
@@ -76,7 +62,7 @@ def test_wrong_layout_error_names_path_and_layout(tmp_path):
   _write_jpeg(manual / "images" / "a.jpeg")  # Not the upstream layout.
   (manual / "train" / "NORMAL").mkdir(parents=True)  # Partial layout is not enough either.
   with pytest.raises(FileNotFoundError) as e:
-    _build(manual, tmp_path / "data")
+    testing_utils.build(cxp.Builder, manual, tmp_path / "data")
   msg = str(e.value)
   assert str(manual) in msg and "train/NORMAL" in msg and "data.mendeley.com" in msg
 
@@ -96,7 +82,7 @@ def test_mendeley_layout_without_val_builds_train_and_test(tmp_path):
   for split in ("train", "test"):
     _write_jpeg(manual / split / "NORMAL" / f"IM-0{len(split)}00-0001.jpeg")
     _write_jpeg(manual / split / "PNEUMONIA" / f"person{len(split)}_bacteria_1.jpeg")
-  builder = _build(tmp_path, tmp_path / "data", "3class")
+  builder = testing_utils.build(cxp.Builder, tmp_path, tmp_path / "data", "3class")
   assert set(builder.info.splits) == {"train", "test"}
   assert builder.info.splits["train"].num_examples == 2
 
@@ -111,8 +97,8 @@ def test_skips_and_reports_bad_files(tmp_path, caplog):
   _write_jpeg(manual / "train" / "PNEUMONIA" / "scan_7.jpeg")  # Pneumonia type unknown.
 
   with caplog.at_level("WARNING"):
-    b2 = _build(tmp_path, tmp_path / "data2", "2class")
-  b3 = _build(tmp_path, tmp_path / "data3", "3class")
+    b2 = testing_utils.build(cxp.Builder, tmp_path, tmp_path / "data2", "2class")
+  b3 = testing_utils.build(cxp.Builder, tmp_path, tmp_path / "data3", "3class")
 
   assert b2.info.splits["train"].num_examples == 3  # Includes scan_7 (label pneumonia).
   assert b3.info.splits["train"].num_examples == 2  # scan_7 can't be bacterial/viral: skipped.
@@ -139,7 +125,7 @@ def test_skips_and_reports_bad_files(tmp_path, caplog):
 
 
 def test_data_source_random_access_on_dummy_data(tmp_path):
-  _build(DUMMY_DATA, tmp_path)
+  testing_utils.build(cxp.Builder, DUMMY_DATA, tmp_path)
   ds = tfds.data_source("chest_xray_pneumonia/2class", data_dir=tmp_path)
   train = ds["train"]
   assert len(train) == 8

@@ -14,7 +14,10 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 ROOT = pathlib.Path(__file__).parent / "dummy_data" / "chest_xray"
+SIZE = 32  # Image side, px.
 
 # split -> class folder -> file names. Valid images: train 8 (incl. the RGB one), val 2, test 4.
 FILES = {
@@ -38,13 +41,6 @@ CORRUPT_FILE = ("train", "NORMAL", "IM-0009-0001.jpeg")
 JUNK_FILE = ("train", "NORMAL", ".DS_Store")
 
 
-def _image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  y, x = np.mgrid[:size, :size] / size
-  base = 60 + 120 * np.exp(-(((x - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y)
-  return np.clip(base + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
-
-
 def main() -> None:
   if ROOT.exists():
     shutil.rmtree(ROOT)
@@ -53,8 +49,10 @@ def main() -> None:
     for class_dir, names in classes.items():
       (ROOT / split / class_dir).mkdir(parents=True, exist_ok=True)
       for name in names:
-        Image.fromarray(_image(rng), "L").save(ROOT / split / class_dir / name, quality=90)
-  Image.fromarray(_image(rng), "L").convert("RGB").save(ROOT.joinpath(*RGB_FILE), quality=90)
+        image = Image.fromarray(testing_utils.fake_radiograph(rng, SIZE), "L")
+        image.save(ROOT / split / class_dir / name, quality=90)
+  rgb = Image.fromarray(testing_utils.fake_radiograph(rng, SIZE), "L").convert("RGB")
+  rgb.save(ROOT.joinpath(*RGB_FILE), quality=90)
   ROOT.joinpath(*CORRUPT_FILE).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
   ROOT.joinpath(*JUNK_FILE).write_bytes(b"\x00\x00\x00\x01Bud1")
 

@@ -338,24 +338,21 @@ def find_data_root(manual_dir: epath.PathLike, config: Covid19RadiographyConfig)
   Raises:
     FileNotFoundError: naming the path, the expected layout and where to download the data.
   """
-  manual_dir = epath.Path(manual_dir)
   layout = config.expected_layout()
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(
-      f"Manual directory {manual_dir} does not exist. Expected layout ({config.name}):\n{layout}\n"
-      f"{_DOWNLOAD_HELP}"
-    )
+  manual_dir = common.require_dir(
+    manual_dir, f"Expected layout ({config.name}):\n{layout}\n{_DOWNLOAD_HELP}"
+  )
   name = config.root_name
   archive = manual_dir / _ARCHIVE_DIR
   candidates = [manual_dir, manual_dir / name, manual_dir / name / name, archive, archive / name]
   for root in candidates:
     if all((root / c.folder / config.images_subdir).is_dir() for c in config.class_folders):
       return root
-  found = sorted(p.name for p in manual_dir.iterdir())[:20]
-  raise FileNotFoundError(
-    f"{manual_dir} does not hold the '{config.name}' layout of the COVID-19 Radiography Database: "
-    f"no {', '.join(repr(c.folder) for c in config.class_folders)} folders in it or in "
-    f"'{name}/' (found: {found}). Expected layout:\n{layout}\n{_DOWNLOAD_HELP}"
+  raise common.layout_error(
+    manual_dir,
+    f"the '{config.name}' layout of the COVID-19 Radiography Database: no "
+    f"{', '.join(repr(c.folder) for c in config.class_folders)} folders in it or in '{name}/'",
+    f"Expected layout:\n{layout}\n{_DOWNLOAD_HELP}",
   )
 
 
@@ -385,7 +382,7 @@ def mask_png(data: bytes, size: tuple[int, int]) -> bytes:
   return _png(binary)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for the COVID-19 Radiography Database (Kaggle, Chowdhury/Rahman et al.)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -396,12 +393,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   )
   BUILDER_CONFIGS = [_V1, _CURRENT]
   DEFAULT_BUILDER_CONFIG_NAME = "current"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [relative names]}}: what `_generate_examples` left out or kept with a doubt.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -430,8 +421,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, root: epath.Path) -> Iterator[tuple[str, dict]]:
     """Yields `(relative path, example)` for every readable image of every class folder."""
-    log = common.SkipLog("covid19_radiography", "train")
-    self.skipped["train"], self.flagged["train"] = log.skipped, log.flagged
+    log = self.skip_log("train")
     for class_folder in self.builder_config.class_folders:
       yield from self._class_examples(root, class_folder, log)
     log.log()

@@ -42,17 +42,6 @@ class Covid19RadiographyCurrentTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 7}
 
 
-def _build(manual_dir: pathlib.Path, data_dir: pathlib.Path, config: str = "current"):
-  builder = crd.Builder(config=config, data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
 def _examples(data_dir: pathlib.Path, config: str) -> dict[str, dict]:
   """All examples of the built `train` split, by file name (text features decoded)."""
   source = tfds.data_source(f"covid19_radiography/{config}", data_dir=data_dir)["train"]
@@ -63,15 +52,6 @@ def _examples(data_dir: pathlib.Path, config: str) -> dict[str, dict]:
       ex[key] = ex[key].decode()
     out[ex["filename"]] = ex
   return out
-
-
-def _png(path: pathlib.Path, size: int = 20, value: int | None = None) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  if value is None:
-    array = np.random.default_rng(len(path.name)).integers(0, 256, (size, size), dtype=np.uint8)
-  else:
-    array = np.full((size, size), value, np.uint8)
-  Image.fromarray(array, "L").save(path)
 
 
 def _xlsx(path: pathlib.Path, rows: list[tuple], header=("FILE NAME", "FORMAT", "SIZE", "URL")):
@@ -187,7 +167,7 @@ def test_find_data_root_accepts_folder_parent_and_archive_nesting(tmp_path, conf
 def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data")
+    testing_utils.build(crd.Builder, missing, tmp_path / "data")
   msg = str(e.value)
   assert str(missing) in msg and "COVID-19_Radiography_Dataset" in msg and "Lung_Opacity" in msg
   assert "kaggle.com" in msg
@@ -197,13 +177,13 @@ def test_wrong_layout_error_names_path_and_layout(tmp_path):
   manual = tmp_path / "manual"
   (manual / "COVID-19_Radiography_Dataset" / "COVID" / "images").mkdir(parents=True)  # Partial.
   with pytest.raises(FileNotFoundError) as e:
-    _build(manual, tmp_path / "data")
+    testing_utils.build(crd.Builder, manual, tmp_path / "data")
   msg = str(e.value)
   assert str(manual) in msg and "Viral Pneumonia" in msg and "kaggle.com" in msg
 
 
 def test_v1_dummy_data_examples_sources_and_bookkeeping(tmp_path):
-  builder = _build(DUMMY_DATA, tmp_path, "v1")
+  builder = testing_utils.build(crd.Builder, DUMMY_DATA, tmp_path, "v1")
   examples = _examples(tmp_path, "v1")
   names = builder.info.features["label"].names
   assert names == ["covid-19", "normal", "viral_pneumonia"]
@@ -236,7 +216,7 @@ def test_v1_dummy_data_examples_sources_and_bookkeeping(tmp_path):
 
 
 def test_current_dummy_data_masks_sources_and_bookkeeping(tmp_path):
-  builder = _build(DUMMY_DATA, tmp_path, "current")
+  builder = testing_utils.build(crd.Builder, DUMMY_DATA, tmp_path, "current")
   examples = _examples(tmp_path, "current")
   names = builder.info.features["label"].names
   assert names == ["covid-19", "normal", "lung_opacity", "viral_pneumonia"]
@@ -270,7 +250,7 @@ def test_release_without_masks_or_spreadsheet(tmp_path, caplog):
     shutil.rmtree(masks)
   (root / "Viral Pneumonia.metadata.xlsx").unlink()
   with caplog.at_level("WARNING"):
-    builder = _build(tmp_path, tmp_path / "data")
+    builder = testing_utils.build(crd.Builder, tmp_path, tmp_path / "data")
   examples = _examples(tmp_path / "data", "current")
   assert len(examples) == 7 and not any(e["has_mask"] for e in examples.values())
   assert len(builder.flagged["train"][crd.FLAG_NO_MASK]) == 7
@@ -284,12 +264,12 @@ def test_release_without_masks_or_spreadsheet(tmp_path, caplog):
 def test_row_matched_by_number_only_is_flagged(tmp_path):
   root = tmp_path / "COVID-19 Radiography Database"
   for folder, stem in (("COVID-19", "COVID-19"), ("NORMAL", "NORMAL")):
-    _png(root / folder / f"{stem} (1).png")
-  _png(root / "Viral Pneumonia" / "Viral Pneumonia (1).png")
+    testing_utils.write_noise_image(root / folder / f"{stem} (1).png", (20, 20))
+  testing_utils.write_noise_image(root / "Viral Pneumonia" / "Viral Pneumonia (1).png", (20, 20))
   # Rows with another prefix than the files (e.g. a later release's sheet).
   _xlsx(root / "COVID-19.metadata.xlsx", [("COVID(1)", "PNG", "", "https://sirm.org/a")])
   _xlsx(root / "NORMAL.metadata.xlsx", [("NORMAL(1)", "PNG", "", "")])
-  builder = _build(tmp_path, tmp_path / "data", "v1")
+  builder = testing_utils.build(crd.Builder, tmp_path, tmp_path / "data", "v1")
   examples = _examples(tmp_path / "data", "v1")
   assert examples["COVID-19/COVID-19 (1).png"]["source"] == "sirm"
   flagged = builder.flagged["train"]

@@ -23,6 +23,8 @@ import numpy as np
 import openpyxl
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 DUMMY = pathlib.Path(__file__).parent / "dummy_data"
 V1 = DUMMY / "COVID-19 Radiography Database"
 CURRENT = DUMMY / "COVID-19_Radiography_Dataset"
@@ -36,13 +38,6 @@ KERMANY = "https://www.kaggle.com/paultimothymooney/chest-xray-pneumonia"
 RSNA = "https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data"
 BIMCV = "https://bimcv.cipf.es/bimcv-projects/bimcv-covid19/#1590858128006-9e640421-6711"
 HANNOVER = "https://github.com/ml-workgroup/covid-19-image-repository/tree/master/png"
-
-
-def _image(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  y, x = np.mgrid[:size, :size] / size
-  base = 60 + 120 * np.exp(-(((x - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y)
-  return np.clip(base + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
 
 
 def _mask(size: int = MASK_SIZE) -> np.ndarray:
@@ -74,13 +69,13 @@ def _xlsx(path: pathlib.Path, rows: list[tuple[str, str]]) -> None:
 
 def make_v1(rng: np.random.Generator) -> None:
   for name in ("COVID-19 (1).png", "COVID-19 (2).png"):
-    _png(V1 / "COVID-19" / name, _image(rng))
-  _png(V1 / "COVID-19" / "COVID-19 (3).png", _image(rng), "RGB")
+    _png(V1 / "COVID-19" / name, testing_utils.fake_radiograph(rng, SIZE))
+  _png(V1 / "COVID-19" / "COVID-19 (3).png", testing_utils.fake_radiograph(rng, SIZE), "RGB")
   (V1 / "COVID-19" / "COVID-19 (4).png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
   for name in ("NORMAL (1).png", "NORMAL (2).png"):
-    _png(V1 / "NORMAL" / name, _image(rng))
+    _png(V1 / "NORMAL" / name, testing_utils.fake_radiograph(rng, SIZE))
   for name in ("Viral Pneumonia (1).png", "Viral Pneumonia (2).png"):
-    _png(V1 / "Viral Pneumonia" / name, _image(rng))
+    _png(V1 / "Viral Pneumonia" / name, testing_utils.fake_radiograph(rng, SIZE))
   (V1 / "NORMAL" / "desktop.ini").write_text("[.ShellClassInfo]\n")
   _xlsx(
     V1 / "COVID-19.metadata.xlsx",
@@ -106,9 +101,10 @@ def make_current(rng: np.random.Generator) -> None:
   }
   for folder, names in images.items():
     for name in names:
-      _png(CURRENT / folder / "images" / name, _image(rng))
+      _png(CURRENT / folder / "images" / name, testing_utils.fake_radiograph(rng, SIZE))
       _png(CURRENT / folder / "masks" / name, _mask())
-  _png(CURRENT / "COVID" / "images" / "COVID-3.png", _image(rng), "RGBA")  # No mask.
+  rgba_without_mask = CURRENT / "COVID" / "images" / "COVID-3.png"
+  _png(rgba_without_mask, testing_utils.fake_radiograph(rng, SIZE), "RGBA")
   (CURRENT / "Lung_Opacity" / "images" / "Lung_Opacity-2.png").write_bytes(b"not a png")
   _png(CURRENT / "Normal" / "masks" / "Normal-7.png", _mask())  # Mask without image.
   _xlsx(

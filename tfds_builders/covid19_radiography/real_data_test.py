@@ -9,37 +9,27 @@ at the time of writing).
 from __future__ import annotations
 
 import collections
-import os
-import pathlib
 
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders import testing_utils
 from tfds_builders.covid19_radiography import covid19_radiography_dataset_builder as crd
 
 tfds.disable_progress_bar()
-
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["v1", "current"])
 def test_counts_match_the_files_on_disk(tmp_path, config):
   cfg = crd.Builder.builder_configs[config]
-  root = _SHARED_DATA / cfg.root_name
+  root = testing_utils.SHARED_DATA / cfg.root_name
   if not root.is_dir():
     pytest.skip(
       f"real COVID-19 Radiography Database ({config}) not found at {root} "
       "(set JAXCXR_SHARED_DATA to the folder that holds it)"
     )
-  builder = crd.Builder(config=config, data_dir=tmp_path)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=_SHARED_DATA, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
+  builder = testing_utils.build(crd.Builder, testing_utils.SHARED_DATA, tmp_path, config)
   corrupt = collections.Counter(
     name.split("/")[0] for name in builder.skipped["train"].get(crd.SKIP_CORRUPT, [])
   )

@@ -270,11 +270,11 @@ def find_data_root(path: epath.PathLike) -> epath.Path:
   for root in (path, path / _DATASET_DIR, path / _ARCHIVE_TOP_DIR):
     if (root / METADATA).is_file() and (root / IMAGES_DIR).is_dir():
       return root
-  found = sorted(p.name for p in path.iterdir())[:20]
-  raise FileNotFoundError(
-    f"{path} does not hold the covid-chestxray-dataset layout: no {METADATA} and {IMAGES_DIR}/ "
-    f"in it or in its {_DATASET_DIR}/ or {_ARCHIVE_TOP_DIR}/ subfolder (found: {found}). "
-    f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
+  raise common.layout_error(
+    path,
+    f"the covid-chestxray-dataset layout: no {METADATA} and {IMAGES_DIR}/ in it or in its "
+    f"{_DATASET_DIR}/ or {_ARCHIVE_TOP_DIR}/ subfolder",
+    f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}",
   )
 
 
@@ -316,7 +316,7 @@ class CovidChestxrayConfig(tfds.core.BuilderConfig):
   label_names: tuple[str, ...] = ()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for the frontal chest X-rays of Cohen et al.'s COVID-19 image collection."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -336,12 +336,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     ),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "3class"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [file names]}}: rows/files left out, and examples kept but worth a look.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     text = tfds.features.Text
@@ -397,8 +391,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root: epath.Path) -> Iterator[tuple[str, dict]]:
     """Yields `(images/<filename>, example)` per kept row; counts every other row and file."""
     config_name = self.builder_config.name
-    log = common.SkipLog("covid_chestxray", "train")
-    self.skipped["train"], self.flagged["train"] = log.skipped, log.flagged
+    log = self.skip_log("train")
     rows = read_metadata(root / METADATA)
     image_files = {p.name for p in (root / IMAGES_DIR).iterdir() if p.is_file()}
     mask_dir = root / MASKS_DIR

@@ -43,17 +43,6 @@ class CovidChestxray2ClassTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 9}  # The 3class rows plus ARDS and Tuberculosis as `other`.
 
 
-def _build(manual_dir: pathlib.Path | None, data_dir: pathlib.Path, config: str) -> ccx.Builder:
-  builder = ccx.Builder(config=config, data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
 @pytest.mark.parametrize(
   ("finding", "three", "two"),
   [
@@ -177,7 +166,7 @@ def test_find_data_root_accepts_folder_parent_and_archive(tmp_path):
 def test_wrong_layout_error_names_path_layout_and_source(tmp_path):
   (tmp_path / "chest_xray").mkdir()
   with pytest.raises(FileNotFoundError) as e:
-    _build(tmp_path, tmp_path / "data", "3class")
+    testing_utils.build(ccx.Builder, tmp_path, tmp_path / "data", "3class")
   msg = str(e.value)
   assert str(tmp_path) in msg and "metadata.csv" in msg and "images/" in msg
   assert "github.com/ieee8023/covid-chestxray-dataset" in msg
@@ -188,7 +177,7 @@ def test_missing_columns_error_names_file_and_columns(tmp_path):
   (root / "images").mkdir(parents=True)
   (root / "metadata.csv").write_text("patientid,finding,filename\n1,COVID-19,a.jpg\n")
   with pytest.raises(ValueError) as e:
-    _build(tmp_path, tmp_path / "data", "3class")
+    testing_utils.build(ccx.Builder, tmp_path, tmp_path / "data", "3class")
   assert "metadata.csv" in str(e.value) and "'view'" in str(e.value)
   assert "'modality'" in str(e.value)
 
@@ -200,7 +189,7 @@ def test_without_manual_dir_downloads_the_archive(tmp_path):
   with mock.patch.object(
     tfds.download.DownloadManager, "download_and_extract", return_value=extracted
   ) as download:
-    builder = _build(None, tmp_path / "data", "3class")
+    builder = testing_utils.build(ccx.Builder, None, tmp_path / "data", "3class")
   download.assert_called_once_with(ccx.ARCHIVE_URL)
   assert builder.info.splits["train"].num_examples == 7
 
@@ -210,7 +199,7 @@ def test_failed_download_error_says_how_to_use_manual_dir(tmp_path):
     tfds.download.DownloadManager, "download_and_extract", side_effect=OSError("no network")
   ):
     with pytest.raises(RuntimeError) as e:
-      _build(tmp_path / "nope", tmp_path / "data", "3class")
+      testing_utils.build(ccx.Builder, tmp_path / "nope", tmp_path / "data", "3class")
   msg = str(e.value)
   assert ccx.ARCHIVE_URL in msg and "no network" in msg and "--manual_dir" in msg
 
@@ -218,7 +207,9 @@ def test_failed_download_error_says_how_to_use_manual_dir(tmp_path):
 @pytest.fixture(scope="module")
 def dummy_builds(tmp_path_factory) -> tuple[pathlib.Path, dict[str, ccx.Builder]]:
   data_dir = tmp_path_factory.mktemp("tfds")
-  return data_dir, {c: _build(DUMMY_DATA, data_dir, c) for c in ("3class", "2class")}
+  return data_dir, {
+    c: testing_utils.build(ccx.Builder, DUMMY_DATA, data_dir, c) for c in ("3class", "2class")
+  }
 
 
 def test_skip_counts_by_reason(dummy_builds):

@@ -28,6 +28,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 ROOT = pathlib.Path(__file__).parent / "dummy_data" / "covid-chestxray-dataset"
 
 # Copied from the upstream metadata.csv (28 columns).
@@ -96,13 +98,6 @@ SMALL_MASK = RGBA_FILE  # Half the image size: the builder resizes it.
 EMPTY_MASK = "nejmoa2001191_f1-L.jpeg"  # Lateral: upstream masks for laterals are all zero.
 
 
-def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  y, x = np.mgrid[:h, :w]
-  base = 60 + 120 * np.exp(-(((x / w - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y / h)
-  return np.clip(base + rng.normal(0, 12, (h, w)), 0, 255).astype(np.uint8)
-
-
 def _lungs(h: int, w: int, device: bool = False) -> np.ndarray:
   mask = np.zeros((h, w), np.uint8)
   mask[h // 6 : h - h // 6, w // 8 : w // 2 - 2] = 255
@@ -137,15 +132,16 @@ def main() -> None:
     h, w = 24 + 4 * (i % 4), 28 + 4 * (i % 3)  # Mixed sizes, as upstream.
     sizes[name] = (h, w)
     if name == RGBA_FILE:
-      rgba = Image.fromarray(_image(rng, h, w), "L").convert("RGBA")
+      rgba = Image.fromarray(testing_utils.fake_radiograph(rng, h, w), "L").convert("RGBA")
       alpha = np.full((h, w), 255, np.uint8)
       alpha[:, : w // 6] = 0  # A transparent margin, as in figures cropped from papers.
       rgba.putalpha(Image.fromarray(alpha, "L"))
       rgba.save(images / name)
     else:
-      _save(_image(rng, h, w), images / name, "RGB" if name == RGB_FILE else "L")
+      mode = "RGB" if name == RGB_FILE else "L"
+      _save(testing_utils.fake_radiograph(rng, h, w), images / name, mode)
   (images / CORRUPT_FILE).write_bytes(b"\xff\xd8\xff\xe0 truncated download")
-  _save(_image(rng, 32, 32), images / ORPHAN_FILE)
+  _save(testing_utils.fake_radiograph(rng, 32, 32), images / ORPHAN_FILE)
 
   h, w = sizes[JPEG_MASK]
   Image.fromarray(_lungs(h, w, device=True), "L").save(masks / JPEG_MASK, quality=95)

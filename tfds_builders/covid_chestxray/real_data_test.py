@@ -18,13 +18,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tfds_builders import testing_utils
 from tfds_builders.covid_chestxray import covid_chestxray_dataset_builder as ccx
 
 tfds.disable_progress_bar()
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
-_ROOT = _SHARED_DATA / "covid-chestxray-dataset"
+_ROOT = testing_utils.SHARED_DATA / "covid-chestxray-dataset"
 _CONFIGS = ("3class", "2class")
 _FRONTAL = {"PA", "AP", "AP Supine", "AP semi erect", "AP erect"}
 # Reasons about files in images/, not about metadata rows.
@@ -82,15 +81,8 @@ def builds(tmp_path_factory) -> tuple[pathlib.Path, dict[str, ccx.Builder]]:
   out = tmp_path_factory.mktemp("tfds")
   builders = {}
   for config in _CONFIGS:
-    builder = ccx.Builder(config=config, data_dir=out)
-    builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-        # The parent of covid-chestxray-dataset/, as for the other builders' samples.
-        manual_dir=_SHARED_DATA,
-        compute_stats=tfds.download.ComputeStatsMode.SKIP,
-      ),
-      file_format="array_record",
-    )
+    # The parent of covid-chestxray-dataset/, as for the other builders' samples.
+    builder = testing_utils.build(ccx.Builder, testing_utils.SHARED_DATA, out, config)
     builders[config] = builder
   return out, builders
 
@@ -155,10 +147,5 @@ def test_masks_present_where_the_mask_folder_has_a_file(builds):
 def test_data_source_random_access(builds):
   data_dir, _ = builds
   train = tfds.data_source("covid_chestxray/2class", data_dir=data_dir)["train"]
-  rng = np.random.default_rng(0)
-  for i in rng.integers(0, len(train), 5):
-    ex = train[int(i)]
-    image = ex["image"]
-    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 1
-    assert min(image.shape[:2]) > 16 and image.std() > 0
+  for ex in testing_utils.assert_random_access(train):
     assert ex["label"] in (0, 1) and ex["source"] != b""

@@ -228,13 +228,10 @@ def find_data_root(manual_dir: epath.PathLike, config: CovidxConfig) -> tuple[ep
   Raises:
     FileNotFoundError: naming the path, the expected layout and where to download the data.
   """
-  manual_dir = epath.Path(manual_dir)
   layout = config.expected_layout()
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(
-      f"Manual directory {manual_dir} does not exist. Expected layout (config {config.name}):\n"
-      f"{layout}\n{_DOWNLOAD_HELP}"
-    )
+  manual_dir = common.require_dir(
+    manual_dir, f"Expected layout (config {config.name}):\n{layout}\n{_DOWNLOAD_HELP}"
+  )
   for root in (manual_dir, manual_dir / "data", manual_dir / "archive"):
     if not all((root / s).is_dir() for s in config.splits):
       continue
@@ -251,15 +248,15 @@ def find_data_root(manual_dir: epath.PathLike, config: CovidxConfig) -> tuple[ep
         f"{manual_dir}). Expected layout:\n{layout}\n{_DOWNLOAD_HELP}"
       )
     return root, files
-  found = sorted(p.name for p in manual_dir.iterdir())[:20]
-  raise FileNotFoundError(
-    f"{manual_dir} does not hold the COVIDx layout of config {config.name}: no "
-    f"{', '.join(s + '/' for s in config.splits)} folders in it, in data/ or in archive/ "
-    f"(found: {found}). Expected layout:\n{layout}\n{_DOWNLOAD_HELP}"
+  raise common.layout_error(
+    manual_dir,
+    f"the COVIDx layout of config {config.name}: no "
+    f"{', '.join(s + '/' for s in config.splits)} folders in it, in data/ or in archive/",
+    f"Expected layout:\n{layout}\n{_DOWNLOAD_HELP}",
   )
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for COVIDx (COVID-Net), one config per version."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -271,12 +268,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   )
   BUILDER_CONFIGS = _CONFIGS
   DEFAULT_BUILDER_CONFIG_NAME = "v9b"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [names]}}: what `_generate_examples` left out or kept with a doubt.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -303,8 +294,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   ) -> Iterator[tuple[str, dict]]:
     """Yields `(split/filename, example)` for the lines of one split file."""
     vocabulary = set(self.builder_config.label_names)
-    log = common.SkipLog(f"covidx/{self.builder_config.name}", split)
-    self.skipped[split], self.flagged[split] = log.skipped, log.flagged
+    log = self.skip_log(split, f"{self.name}/{self.builder_config.name}")
     listed, mentioned = set(), set()
     lines = split_file.read_text(encoding="utf-8-sig").splitlines()
     for number, text in enumerate(lines, start=1):

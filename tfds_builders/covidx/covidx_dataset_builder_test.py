@@ -11,7 +11,6 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from tfds_builders import testing_utils
 from tfds_builders.covidx import covidx_dataset_builder as cx
@@ -61,17 +60,6 @@ class CovidxCxr4Test(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 7, "val": 2, "test": 5}
 
 
-def _build(manual_dir: pathlib.Path, data_dir: pathlib.Path, config: str = "v9b") -> cx.Builder:
-  builder = cx.Builder(config=config, data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
 def _examples(data_dir: pathlib.Path, config: str, split: str) -> dict[str, dict]:
   source = tfds.data_source(f"covidx/{config}", data_dir=data_dir)[split]
   out = {}
@@ -81,12 +69,6 @@ def _examples(data_dir: pathlib.Path, config: str, split: str) -> dict[str, dict
       ex[key] = ex[key].decode()
     out[ex["filename"]] = ex
   return out
-
-
-def _png(path: pathlib.Path) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(len(path.name))
-  Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(path)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +132,7 @@ def test_configs_name_their_split_files():
 def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data")
+    testing_utils.build(cx.Builder, missing, tmp_path / "data")
   msg = str(e.value)
   assert str(missing) in msg and "train_COVIDx9B.txt" in msg and "kaggle.com" in msg
 
@@ -158,18 +140,18 @@ def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
 def test_missing_split_file_error_names_the_file(tmp_path):
   manual = tmp_path / "manual"
   for split in ("train", "test"):
-    _png(manual / split / "a.png")
+    testing_utils.write_noise_image(manual / split / "a.png", (16, 16))
   (manual / "train_COVIDx9B.txt").write_text("1 a.png negative rsna\n")
   with pytest.raises(FileNotFoundError) as e:
-    _build(manual, tmp_path / "data", "v9b")
+    testing_utils.build(cx.Builder, manual, tmp_path / "data", "v9b")
   assert "test_COVIDx9B.txt" in str(e.value) and str(manual) in str(e.value)
 
 
 def test_wrong_layout_error_names_path_and_layout(tmp_path):
   manual = tmp_path / "manual"
-  _png(manual / "images" / "a.png")
+  testing_utils.write_noise_image(manual / "images" / "a.png", (16, 16))
   with pytest.raises(FileNotFoundError) as e:
-    _build(manual, tmp_path / "data", "cxr4")
+    testing_utils.build(cx.Builder, manual, tmp_path / "data", "cxr4")
   msg = str(e.value)
   assert str(manual) in msg and "val.txt" in msg and "val/" in msg
 
@@ -187,7 +169,7 @@ def test_find_data_root_accepts_data_and_archive_folders(tmp_path):
 
 
 def test_v9b_dummy_data_labels_sources_patient_ids_and_bookkeeping(tmp_path):
-  builder = _build(DUMMY_DATA, tmp_path, "v9b")
+  builder = testing_utils.build(cx.Builder, DUMMY_DATA, tmp_path, "v9b")
   train = _examples(tmp_path, "v9b", "train")
   sirm = train["train/COVID(305).png"]  # The 5-token line.
   assert sirm["patient_id"] == "sirm:COVID 305" and sirm["source"] == "sirm"
@@ -208,7 +190,7 @@ def test_v9b_dummy_data_labels_sources_patient_ids_and_bookkeeping(tmp_path):
 
 def test_v5_mixed_columns_unparseable_and_unlisted(tmp_path, caplog):
   with caplog.at_level("WARNING"):
-    builder = _build(DUMMY_DATA, tmp_path, "v5")
+    builder = testing_utils.build(cx.Builder, DUMMY_DATA, tmp_path, "v5")
   test = _examples(tmp_path, "v5", "test")
   rsna = test["test/766b8aea-3b43-4a34-b675-09f373ca066b.png"]  # 3 columns: source from name.
   assert rsna["source"] == "rsna" and rsna["label"] == 0
@@ -230,11 +212,11 @@ def test_v5_mixed_columns_unparseable_and_unlisted(tmp_path, caplog):
 
 
 def test_duplicate_line_and_val_split(tmp_path):
-  builder = _build(DUMMY_DATA, tmp_path / "a", "v9a")
+  builder = testing_utils.build(cx.Builder, DUMMY_DATA, tmp_path / "a", "v9a")
   assert builder.skipped["train"][cx.SKIP_DUPLICATE] == [
     "train/8989e25c-a698-48fc-b428-fff56931fc8f.png"
   ]
-  builder = _build(DUMMY_DATA, tmp_path / "b", "cxr4")
+  builder = testing_utils.build(cx.Builder, DUMMY_DATA, tmp_path / "b", "cxr4")
   val = _examples(tmp_path / "b", "cxr4", "val")
   assert {e["source"] for e in val.values()} == {"rsna", "ricord"}
   assert set(builder.info.splits) == {"train", "val", "test"}
@@ -243,11 +225,11 @@ def test_duplicate_line_and_val_split(tmp_path):
 def test_blank_lines_and_bom_are_not_records(tmp_path):
   manual = tmp_path / "manual"
   for split in ("train", "test"):
-    _png(manual / split / f"{RSNA_UUID}.png")
+    testing_utils.write_noise_image(manual / split / f"{RSNA_UUID}.png", (16, 16))
     (manual / f"{split}_COVIDx9B.txt").write_text(
       f"\ufeff{RSNA_UUID} {RSNA_UUID}.png negative rsna\r\n\r\n\n", encoding="utf-8"
     )
-  builder = _build(manual, tmp_path / "data", "v9b")
+  builder = testing_utils.build(cx.Builder, manual, tmp_path / "data", "v9b")
   assert builder.info.splits["train"].num_examples == 1
   assert not builder.skipped["train"] and not builder.skipped["test"]
 

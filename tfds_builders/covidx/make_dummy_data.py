@@ -25,7 +25,10 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 DUMMY = pathlib.Path(__file__).parent / "dummy_data"
+SIZE = 24  # Image side, px.
 
 # RSNA images are named by their patient UUID.
 R1 = "47c78742-4998-4878-aec4-37b11b1354ac"
@@ -132,13 +135,6 @@ COVID-19(70) COVID-19(70).png COVID-19 sirm
 }
 
 
-def _image(rng: np.random.Generator, size: int = 24) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  y, x = np.mgrid[:size, :size] / size
-  base = 60 + 120 * np.exp(-(((x - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y)
-  return np.clip(base + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
-
-
 def main() -> None:
   if DUMMY.exists():
     shutil.rmtree(DUMMY)
@@ -146,7 +142,7 @@ def main() -> None:
   for split, names in IMAGES.items():
     (DUMMY / split).mkdir(parents=True)
     for name in names:
-      img = Image.fromarray(_image(rng), "L")
+      img = Image.fromarray(testing_utils.fake_radiograph(rng, SIZE), "L")
       if (split, name) == RGB:
         img = img.convert("RGB")
       fmt = "JPEG" if name.lower().endswith((".jpg", ".jpeg")) else "PNG"

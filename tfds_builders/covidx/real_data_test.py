@@ -7,19 +7,15 @@ config; a config whose folders or split files are absent is skipped with the pat
 
 from __future__ import annotations
 
-import os
-import pathlib
-
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders import testing_utils
 from tfds_builders.covidx import covidx_dataset_builder as cx
 
 tfds.disable_progress_bar()
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
-_ROOT = _SHARED_DATA / "covidx"
+_ROOT = testing_utils.SHARED_DATA / "covidx"
 
 
 @pytest.mark.slow
@@ -33,13 +29,7 @@ def test_every_line_is_an_example_or_counted(tmp_path, config):
       f"real COVIDx ({config}: {cfg.split_file_pattern}) not found at {_ROOT} "
       "(set JAXCXR_SHARED_DATA to the folder that holds covidx/)"
     )
-  builder = cx.Builder(config=config, data_dir=tmp_path)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=_ROOT, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
+  builder = testing_utils.build(cx.Builder, _ROOT, tmp_path, config)
   for split, path in files.items():
     lines = [t for t in path.read_text(encoding="utf-8-sig").splitlines() if t.strip()]
     skipped = builder.skipped[split]

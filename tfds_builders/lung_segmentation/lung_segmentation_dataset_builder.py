@@ -282,14 +282,10 @@ class NlmLayout:
   mask_dirs: tuple[epath.Path, ...]
 
 
-def _listing(path: epath.Path) -> list[str]:
-  return sorted(p.name for p in path.iterdir())[:20] if path.is_dir() else []
-
-
 def _not_found(source: str, manual_dir: epath.Path, what: str) -> FileNotFoundError:
   return FileNotFoundError(
-    f"{manual_dir} does not hold the {source} layout: {what} (found: {_listing(manual_dir)}).\n"
-    f"{_instructions((source,))}"
+    f"{manual_dir} does not hold the {source} layout: {what} "
+    f"(found: {common.listing(manual_dir)}).\n{_instructions((source,))}"
   )
 
 
@@ -650,7 +646,7 @@ def _manual_dir_given(dl_manager: tfds.download.DownloadManager) -> bool:
   return path is not None and epath.Path(path) != epath.Path(dl_manager.download_dir) / "manual"
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """Chest X-rays with binary lung masks (Cohen/V7, Montgomery, Shenzhen), for lung segmentation."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -686,9 +682,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, **kwargs):
     super().__init__(**kwargs)
-    # {split: {reason: [names]}}: files left out / kept with a doubt (see common.SkipLog).
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
     # {source: {masks, matched, images_without_mask, examples, mean_coverage}}.
     self.summary: dict[str, dict[str, float]] = {}
 
@@ -728,11 +721,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     sources = self.builder_config.sources
     instructions = _instructions(sources)
     try:
-      manual = epath.Path(dl_manager.manual_dir)
-    except AssertionError as e:
+      manual = common.manual_dir(dl_manager, instructions)
+    except FileNotFoundError:
       if sources != (COHEN,) or _manual_dir_given(dl_manager):
-        first_line = str(e).splitlines()[0] if str(e) else "Manual directory missing."
-        raise FileNotFoundError(f"{first_line}\n{instructions}") from e
+        raise
       # Cohen's images and the V7 masks are public GitHub files: fetch them.
       paths = dl_manager.download_and_extract({"repo": _COHEN_ARCHIVE_URL, "masks": _V7_MASKS_URL})
       return {COHEN: find_cohen(paths["repo"], extra_mask_parents=[paths["masks"]])}
@@ -746,8 +738,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   ) -> Iterator[tuple[str, dict]]:
     """Yields `(key, example)` per image with a usable mask, source by source."""
     union = len(layouts) > 1
-    log = common.SkipLog(f"lung_segmentation/{self.builder_config.name}", "train")
-    self.skipped["train"], self.flagged["train"] = log.skipped, log.flagged
+    log = self.skip_log("train", f"{self.name}/{self.builder_config.name}")
     for source, layout in layouts.items():
       source_log = _Log(log, f"{source}/" if union else "")
       counts: dict[str, float] = {}

@@ -62,17 +62,6 @@ class AllTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": COUNTS["all"]}
 
 
-def _build(manual_dir, data_dir: pathlib.Path, config: str) -> ls.Builder:
-  builder = ls.Builder(config=config, data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
 def _examples(data_dir: pathlib.Path, config: str) -> dict[str, dict]:
   """{filename: example} read back with tfds.data_source (text features come back as bytes)."""
   source = tfds.data_source(f"lung_segmentation/{config}", data_dir=data_dir)["train"]
@@ -215,7 +204,7 @@ def test_missing_manual_dir_error_names_path_layout_and_source(
 ):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data", config)
+    testing_utils.build(ls.Builder, missing, tmp_path / "data", config)
   msg = str(e.value)
   assert str(missing) in msg and layout_hint in msg and url_hint in msg
 
@@ -234,7 +223,7 @@ def test_wrong_layout_error_names_path_and_layout(tmp_path, config, layout_hint)
   (manual / "images").mkdir()
   (manual / "CXR_png" / "x.png").write_bytes(_png(np.zeros((4, 4), np.uint8)))
   with pytest.raises(FileNotFoundError) as e:
-    _build(manual, tmp_path / "data", config)
+    testing_utils.build(ls.Builder, manual, tmp_path / "data", config)
   msg = str(e.value)
   assert str(manual) in msg and layout_hint in msg and "CXR_png" in msg
 
@@ -324,7 +313,7 @@ _EXPECTED_SUMMARY = {
 def dummy_builds(tmp_path_factory) -> tuple[pathlib.Path, dict[str, ls.Builder]]:
   """All four configs built once from dummy_data (array_record, as training reads them)."""
   data_dir = tmp_path_factory.mktemp("tfds")
-  return data_dir, {c: _build(DUMMY_DATA, data_dir, c) for c in COUNTS}
+  return data_dir, {c: testing_utils.build(ls.Builder, DUMMY_DATA, data_dir, c) for c in COUNTS}
 
 
 @pytest.mark.parametrize("config", ["cohen_v7", "montgomery", "shenzhen"])
@@ -440,7 +429,7 @@ def test_kaggle_combined_layout(tmp_path):
     Image.fromarray(np.maximum(left, right)).save(root / "masks" / f"{stem}.png")  # Merged.
   (root / "test").mkdir()  # Kaggle's unlabelled test images: not read.
 
-  sz = _build(tmp_path, tmp_path / "tfds", "shenzhen")
+  sz = testing_utils.build(ls.Builder, tmp_path, tmp_path / "tfds", "shenzhen")
   assert sz.info.splits["train"].num_examples == 2
   assert sz.skipped["train"]["image without mask"] == ["CXR_png/CHNCXR_0004_1.png"]
   assert sorted(sz.skipped["train"]["other NLM set's file (MCUCXR_*)"]) == [
@@ -449,7 +438,8 @@ def test_kaggle_combined_layout(tmp_path):
     "masks/MCUCXR_0001_0.png",
     "masks/MCUCXR_0003_1.png",
   ]
-  mc = _build(root, tmp_path / "tfds", "montgomery")  # The folder itself, this time.
+  # The folder itself, this time.
+  mc = testing_utils.build(ls.Builder, root, tmp_path / "tfds", "montgomery")
   assert mc.info.splits["train"].num_examples == 2
   assert len(mc.skipped["train"]["other NLM set's file (CHNCXR_*)"]) == 5
   ex = _examples(tmp_path / "tfds", "montgomery")
@@ -460,7 +450,7 @@ def test_kaggle_combined_layout(tmp_path):
 def test_cohen_without_metadata_csv_flags_every_patient_id(tmp_path):
   shutil.copytree(DUMMY_DATA / "covid-chestxray-dataset", tmp_path / "covid-chestxray-dataset")
   (tmp_path / "covid-chestxray-dataset" / "metadata.csv").unlink()
-  b = _build(tmp_path, tmp_path / "tfds", "cohen_v7")
+  b = testing_utils.build(ls.Builder, tmp_path, tmp_path / "tfds", "cohen_v7")
   assert b.info.splits["train"].num_examples == 5
   # Without metadata the CT slice is not known as CT: its empty mask skips it instead.
   assert sorted(b.skipped["train"]["empty mask (no lung annotated)"]) == [
@@ -484,14 +474,14 @@ def test_cohen_downloads_when_no_manual_dir_is_given(tmp_path, monkeypatch):
   monkeypatch.setattr(
     tfds.download.DownloadManager, "download_and_extract", fake_download_and_extract
   )
-  b = _build(None, tmp_path / "tfds", "cohen_v7")
+  b = testing_utils.build(ls.Builder, None, tmp_path / "tfds", "cohen_v7")
   assert b.info.splits["train"].num_examples == COUNTS["cohen_v7"]
   assert calls == [{"repo": ls._COHEN_ARCHIVE_URL, "masks": ls._V7_MASKS_URL}]
 
   # A --manual_dir that is given but missing is an error, never a silent download.
   calls.clear()
   with pytest.raises(FileNotFoundError):
-    _build(tmp_path / "nope", tmp_path / "tfds2", "cohen_v7")
+    testing_utils.build(ls.Builder, tmp_path / "nope", tmp_path / "tfds2", "cohen_v7")
   assert not calls
 
 

@@ -12,7 +12,6 @@ at or above 192 (V7 left lateral views and CT slices unannotated).
 from __future__ import annotations
 
 import csv
-import os
 import pathlib
 
 import numpy as np
@@ -20,13 +19,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tfds_builders import testing_utils
 from tfds_builders.lung_segmentation import lung_segmentation_dataset_builder as ls
 
 tfds.disable_progress_bar()
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
-_ROOT = _SHARED_DATA / "covid-chestxray-dataset"
+_ROOT = testing_utils.SHARED_DATA / "covid-chestxray-dataset"
 _MASKS = _ROOT / "semantic_masks_v7labs_lungs"
 
 pytestmark = pytest.mark.skipif(
@@ -67,13 +65,7 @@ def _expected() -> dict[str, list[str]]:
 def built(tmp_path_factory) -> tuple[ls.Builder, list[dict]]:
   """Builds cohen_v7 once (array_record, as training reads it); returns the builder and examples."""
   out = tmp_path_factory.mktemp("tfds")
-  builder = ls.Builder(config="cohen_v7", data_dir=out)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=_SHARED_DATA, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
+  builder = testing_utils.build(ls.Builder, testing_utils.SHARED_DATA, out, "cohen_v7")
   source = tfds.data_source("lung_segmentation/cohen_v7", data_dir=out)["train"]
   return builder, [source[i] for i in range(len(source))]
 

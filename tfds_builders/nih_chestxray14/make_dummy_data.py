@@ -26,6 +26,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from tfds_builders import testing_utils
+
 ROOT = pathlib.Path(__file__).parent / "dummy_data"
 
 HEADER_V2020 = (
@@ -119,17 +121,10 @@ KAGGLE_BBOXES = [
 ]
 
 
-def _image(rng: np.random.Generator, size: int) -> np.ndarray:
-  """A vaguely radiograph-like gradient plus noise, uint8."""
-  y, x = np.mgrid[:size, :size] / size
-  base = 60 + 120 * np.exp(-(((x - 0.5) / 0.35) ** 2)) * (0.6 + 0.4 * y)
-  return np.clip(base + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
-
-
 def _write_png(path: pathlib.Path, rng: np.random.Generator, mode: str = "L") -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   size = int(rng.integers(24, 33))
-  Image.fromarray(_image(rng, size), "L").convert(mode).save(path)
+  Image.fromarray(testing_utils.fake_radiograph(rng, size), "L").convert(mode).save(path)
 
 
 def _write_lines(path: pathlib.Path, lines: list[str]) -> None:

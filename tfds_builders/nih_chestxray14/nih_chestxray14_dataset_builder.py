@@ -33,9 +33,10 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import functools
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -335,21 +336,18 @@ def find_data_root(manual_dir: epath.PathLike) -> epath.Path:
       folder has neither `images/` nor `images_NNN/images/`; the message names the path, the
       expected layout and where to download the data.
   """
-  manual_dir = epath.Path(manual_dir)
   help_text = f"Expected layout:\n{_EXPECTED_LAYOUT}\n{_DOWNLOAD_HELP}"
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(f"Manual directory {manual_dir} does not exist. {help_text}")
+  manual_dir = common.require_dir(manual_dir, help_text)
   has_csv = lambda d: any((d / n).is_file() for n in CSV_NAMES)
   if has_csv(manual_dir):
     roots = [manual_dir]
   else:
     roots = [d for d in sorted(manual_dir.iterdir()) if d.is_dir() and has_csv(d)]
   if len(roots) != 1:
-    found = sorted(p.name for p in manual_dir.iterdir())[:20]
     what = "no" if not roots else f"{len(roots)} folders with a"
     raise FileNotFoundError(
       f"{manual_dir}: {what} {' or '.join(CSV_NAMES)} in it or in one sub-folder "
-      f"(found: {found}). {help_text}"
+      f"(found: {common.listing(manual_dir)}). {help_text}"
     )
   root = roots[0]
   if not image_dirs(root):
@@ -384,11 +382,18 @@ class Plan:
   boxes: dict[str, list[Box]]
 
 
-def plan_splits(root: epath.Path) -> Plan:
+def plan_splits(
+  root: epath.Path,
+  new_log: Callable[[str], common.SkipLog] | None = None,
+) -> Plan:
   """Matches CSV rows, image files and the split lists of `root`; records every mismatch.
 
   Each image name is reported once, under the first reason that applies, in the log of the split
   its list puts it in (of both splits if both lists name it; of `train` if none does).
+
+  Args:
+    root: the folder holding the CSV (`find_data_root`).
+    new_log: makes the SkipLog of a split (the builder's `skip_log`); by default a plain one.
 
   Raises:
     FileNotFoundError: only one of the two split lists exists.
@@ -409,7 +414,8 @@ def plan_splits(root: epath.Path) -> Plan:
     )
   with_lists = all(have_lists)
   splits = ("train", "test") if with_lists else ("train",)
-  logs = {s: common.SkipLog(DATASET, s) for s in splits}
+  new_log = new_log or functools.partial(common.SkipLog, DATASET)
+  logs = {s: new_log(s) for s in splits}
   listed: dict[str, set[str]] = collections.defaultdict(set)  # image name -> splits listing it
   if with_lists:
     for split, list_name in (("train", TRAIN_LIST), ("test", TEST_LIST)):
@@ -492,19 +498,12 @@ def plan_splits(root: epath.Path) -> Plan:
   return Plan(examples=examples, logs=logs, boxes=boxes)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for NIH ChestX-ray14 (Wang et al., 2017)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"{_DOWNLOAD_HELP}\nExpected layout:\n{_EXPECTED_LAYOUT}\n"
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    # {split: {reason: [relative file names]}}, filled while building, for the summary log and
-    # for tests: files left out of the split, and files kept but worth a look.
-    self.skipped: dict[str, dict[str, list[str]]] = {}
-    self.flagged: dict[str, dict[str, list[str]]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -536,9 +535,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = find_data_root(common.manual_dir(dl_manager, self.MANUAL_DOWNLOAD_INSTRUCTIONS))
-    plan = plan_splits(root)
-    for split, log in plan.logs.items():
-      self.skipped[split], self.flagged[split] = log.skipped, log.flagged
+    plan = plan_splits(root, new_log=self.skip_log)
     return {
       split: self._generate_examples(root, examples, plan.logs[split], plan.boxes)
       for split, examples in plan.examples.items()

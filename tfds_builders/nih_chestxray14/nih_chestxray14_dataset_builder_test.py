@@ -40,17 +40,6 @@ class NihKaggleLayoutTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 4, "test": 2}
 
 
-def _build(manual_dir: pathlib.Path, data_dir: pathlib.Path) -> nih.Builder:
-  builder = nih.Builder(data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
-  return builder
-
-
 def _examples(data_dir: pathlib.Path, split: str) -> dict[str, dict]:
   """All examples of a split, by filename (text features come back as bytes)."""
   source = tfds.data_source("nih_chestxray14", data_dir=data_dir)[split]
@@ -60,7 +49,7 @@ def _examples(data_dir: pathlib.Path, split: str) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def box_build(tmp_path_factory) -> tuple[nih.Builder, pathlib.Path]:
   data_dir = tmp_path_factory.mktemp("box")
-  return _build(BOX, data_dir), data_dir
+  return testing_utils.build(nih.Builder, BOX, data_dir), data_dir
 
 
 def test_label_names_are_upstream_order_in_snake_case():
@@ -208,7 +197,7 @@ def test_box_layout_examples(box_build):
 
 
 def test_kaggle_layout(tmp_path):
-  builder = _build(KAGGLE, tmp_path)
+  builder = testing_utils.build(nih.Builder, KAGGLE, tmp_path)
   assert builder.skipped == {
     "train": {"duplicate image file (first copy kept)": ["images_002/images/00000001_001.png"]},
     "test": {},
@@ -240,7 +229,7 @@ def test_without_split_lists_builds_one_train_split(tmp_path, caplog):
   (manual / "train_val_list.txt").unlink()
   (manual / "test_list.txt").unlink()
   with caplog.at_level("WARNING"):
-    builder = _build(tmp_path, tmp_path / "data")
+    builder = testing_utils.build(nih.Builder, tmp_path, tmp_path / "data")
   assert "no train_val_list.txt / test_list.txt" in caplog.text
   assert set(builder.info.splits) == {"train"}
   # The 8 of the two splits + 00000008 (was in both lists) + 00000012 (was in neither).
@@ -287,7 +276,7 @@ def test_wrong_header_error_names_file_and_header(tmp_path):
 def test_missing_manual_dir_error_names_path_layout_and_source(tmp_path):
   missing = tmp_path / "nope"
   with pytest.raises(FileNotFoundError) as e:
-    _build(missing, tmp_path / "data")
+    testing_utils.build(nih.Builder, missing, tmp_path / "data")
   msg = str(e.value)
   assert str(missing) in msg and "images_001/images" in msg
   assert "nihcc.app.box.com" in msg and "kaggle" in msg.lower()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
 import pathlib
 
 import numpy as np
@@ -19,13 +18,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tfds_builders import testing_utils
 from tfds_builders.nih_chestxray14 import nih_chestxray14_dataset_builder as nih
 
 tfds.disable_progress_bar()
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_SHARED_DATA = pathlib.Path(os.environ.get("JAXCXR_SHARED_DATA", _REPO.parent / "shared" / "data"))
-_ROOT = _SHARED_DATA / "nih-chestxray14"
+_ROOT = testing_utils.SHARED_DATA / "nih-chestxray14"
 
 pytestmark = pytest.mark.skipif(
   not (_ROOT / "images").is_dir(),
@@ -46,13 +44,7 @@ def _expected_rows() -> dict[str, list[str]]:
 def built(tmp_path_factory) -> tuple[nih.Builder, pathlib.Path]:
   """Builds the sample once (array_record, as training reads it) into a temporary dir."""
   data_dir = tmp_path_factory.mktemp("tfds")
-  builder = nih.Builder(data_dir=data_dir)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=_ROOT, compute_stats=tfds.download.ComputeStatsMode.SKIP
-    ),
-    file_format="array_record",
-  )
+  builder = testing_utils.build(nih.Builder, _ROOT, data_dir)
   return builder, data_dir
 
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import testing_utils
 from tfds_builders.synthetic_cxr import synthetic_cxr_dataset_builder as synth
 
 tfds.disable_progress_bar()
@@ -21,15 +22,6 @@ class SyntheticCxrTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {"train": 24, "val": 8, "test": 8}
 
 
-def _build(tmp_path, config: str = "tiny") -> synth.Builder:
-  builder = synth.Builder(config=config, data_dir=tmp_path)
-  builder.download_and_prepare(
-    download_config=tfds.download.DownloadConfig(compute_stats=tfds.download.ComputeStatsMode.SKIP),
-    file_format="array_record",
-  )
-  return builder
-
-
 def _read_all(tmp_path, config: str) -> dict[str, list[dict]]:
   ds = tfds.data_source(f"synthetic_cxr/{config}", data_dir=tmp_path)
   return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ("train", "val", "test")}
@@ -37,9 +29,9 @@ def _read_all(tmp_path, config: str) -> dict[str, list[dict]]:
 
 def test_default_config_is_fast_deterministic_and_patient_disjoint(tmp_path):
   start = time.perf_counter()
-  _build(tmp_path / "a", "default")
+  testing_utils.build(synth.Builder, None, tmp_path / "a", "default")
   assert time.perf_counter() - start < 30  # ~2 s here; generation alone is < 1 s.
-  _build(tmp_path / "b", "default")
+  testing_utils.build(synth.Builder, None, tmp_path / "b", "default")
   a, b = _read_all(tmp_path / "a", "default"), _read_all(tmp_path / "b", "default")
   assert {s: len(v) for s, v in a.items()} == {"train": 600, "val": 150, "test": 150}
 
