@@ -47,6 +47,11 @@ def tiny_config(data_dir: str, **overrides):
   c.checkpoint_every_steps = 2
   c.log_every_steps = 1
   c.progress_bar = False
+  return set_keys(c, **overrides)
+
+
+def set_keys(c, **overrides):
+  """Sets dotted keys (`'input.splits.method'`) of a ConfigDict; returns it."""
   for key, value in overrides.items():
     node = c
     *parents, leaf = key.split(".")

@@ -13,7 +13,7 @@ from sklearn.utils import class_weight
 
 from jaxcxr import config_lib, losses
 from jaxcxr.data import datasets, sources
-from tests.conftest import REPO
+from tests.conftest import REPO, set_keys
 
 KERMANY_DUMMY = REPO / "tfds_builders" / "chest_xray_pneumonia" / "dummy_data"
 
@@ -156,13 +156,7 @@ def _input(data_dir, **kw) -> ml_collections.ConfigDict:
   c = config_lib.base_config().input
   c.data = "synthetic_cxr/tiny"
   c.data_dir = data_dir
-  for k, v in kw.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return set_keys(c, **kw)
 
 
 def test_builder_splits_are_read_as_is(data_dir):
