@@ -1041,6 +1041,13 @@ def records_from_tfds(
       )
 
 
+def _class_of(label: Any, class_names: Sequence[str]) -> str:
+  """Class name of a view's label: a class id, or multi-hot (names joined, `no_finding`)."""
+  if np.ndim(label) == 0:
+    return class_names[int(label)]
+  return "|".join(n for n, v in zip(class_names, label, strict=True) if v > 0.5) or "no_finding"
+
+
 def records_from_config(config: Any) -> Iterator[Record]:
   """Records of the splits a training config makes (`jaxcxr.data.sources`), as training sees them.
 
@@ -1073,7 +1080,7 @@ def records_from_config(config: Any) -> Iterator[Record]:
         dataset=ex["dataset"],
         split=split,
         index=i,
-        label=data.class_names[int(ex["label"])],
+        label=_class_of(ex["label"], data.class_names),
         patient_id=_text(ex.get("patient_id", "")),
         filename=_text(ex.get("filename", "")),
         source=_text(ex["source"]),

@@ -2,7 +2,8 @@
 
 - `softmax_xent`: cross-entropy with label smoothing (Szegedy et al. 2016), the loss of the
   fastai-based EfficientNet/ResNet study (`LabelSmoothingCrossEntropy`, eps=0.1).
-- `sigmoid_xent`: binary cross-entropy on one-hot targets (CheXNet-style sigmoid heads).
+- `sigmoid_xent`: binary cross-entropy on one-hot targets (CheXNet-style sigmoid heads), or on
+  multi-hot targets for multi-label data (ChestX-ray14's 14 findings).
 """
 
 from __future__ import annotations
@@ -27,30 +28,36 @@ def make_loss(
     cfg: `config.loss`.
     num_classes: number of classes.
     class_weights: optional per-class weights; each example's loss is scaled by its class's
-      weight (the class-weighted loss of the COVID transfer study).
+      weight (the class-weighted loss of the COVID transfer study); for multi-hot targets each
+      class's binary cross-entropy term is.
   """
   name = cfg.get("name", "softmax_xent")
   smoothing = float(cfg.get("label_smoothing", 0.0))
-  if name == "softmax_xent":
-
-    def loss(logits, labels):
-      targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-      return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-  elif name == "sigmoid_xent":
-
-    def loss(logits, labels):
-      targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-      return optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets).sum(-1)
-
-  else:
+  if name not in LOSSES:
     raise ValueError(f"config.loss.name={name!r} is not one of {LOSSES}.")
-  if class_weights is None:
-    return loss
-  weights = jnp.asarray(class_weights, jnp.float32)
-  if weights.shape != (num_classes,):
-    raise ValueError(f"class_weights has shape {weights.shape}; expected ({num_classes},).")
-  return lambda logits, labels: loss(logits, labels) * weights[labels]
+  weights = None
+  if class_weights is not None:
+    weights = jnp.asarray(class_weights, jnp.float32)
+    if weights.shape != (num_classes,):
+      raise ValueError(f"class_weights has shape {weights.shape}; expected ({num_classes},).")
+
+  def loss(logits, labels):
+    logits = logits.astype(jnp.float32)
+    if labels.ndim == logits.ndim:  # Multi-hot targets (multi-label data).
+      if name != "sigmoid_xent":
+        raise ValueError("Multi-label data needs config.loss.name='sigmoid_xent'.")
+      # Binary label smoothing: each target moves towards 1/2.
+      targets = labels.astype(jnp.float32) * (1.0 - smoothing) + 0.5 * smoothing
+      per_class = optax.sigmoid_binary_cross_entropy(logits, targets)
+      return (per_class if weights is None else per_class * weights).sum(-1)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    if name == "softmax_xent":
+      per_example = optax.softmax_cross_entropy(logits, targets)
+    else:
+      per_example = optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
+    return per_example if weights is None else per_example * weights[labels]
+
+  return loss
 
 
 def resolve_class_weights(spec: str, class_counts: np.ndarray) -> np.ndarray | None:

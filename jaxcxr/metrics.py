@@ -27,6 +27,8 @@ def classification_metrics(
   `auroc_note`) when the split lacks a class, since it is undefined then; `top2_accuracy` is
   `None` (with `top2_note`) for two classes, where it would always be 1.0.
   """
+  if np.ndim(labels) == 2:
+    return multilabel_metrics(labels, probs, class_names)
   labels = np.asarray(labels).astype(np.int64)
   probs = np.asarray(probs, np.float64)
   num_classes = len(class_names)
@@ -87,9 +89,68 @@ def classification_metrics(
   return out
 
 
+def multilabel_metrics(
+  labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
+  """Metrics for multi-hot `labels` (N, C) and per-class sigmoid `probs` (N, C) (ChestX-ray14).
+
+  CheXNet (Rajpurkar et al. 2017) and Wang et al. (2017) report the AUROC of each finding;
+  `auroc_macro` is their mean over the findings for which it is defined (positives and
+  negatives present; the others are listed in `auroc_note`). Also per class: average precision
+  and precision/recall/F1 at `threshold`, and the 2x2 confusion matrix ([[TN, FP], [FN, TP]],
+  `confusion_matrix`, one per class); `accuracy` is the exact-match (subset) accuracy at
+  `threshold` and `map` the mean average precision. `top2_accuracy` is undefined (None).
+  """
+  labels = (np.asarray(labels) > 0.5).astype(np.int64)
+  probs = np.asarray(probs, np.float64)
+  if probs.shape != labels.shape or probs.shape[1] != len(class_names):
+    raise ValueError(
+      f"labels and probs must both have shape (num_examples, {len(class_names)}); got "
+      f"{labels.shape} and {probs.shape}."
+    )
+  preds = (probs >= threshold).astype(np.int64)
+  defined = [c for c in range(len(class_names)) if 0 < labels[:, c].sum() < len(labels)]
+  auroc: list[float | None] = [None] * len(class_names)
+  ap: list[float | None] = [None] * len(class_names)
+  if defined:
+    auroc_d = skm.roc_auc_score(labels[:, defined], probs[:, defined], average=None)
+    ap_d = skm.average_precision_score(labels[:, defined], probs[:, defined], average=None)
+    for k, c in enumerate(defined):
+      auroc[c], ap[c] = float(np.atleast_1d(auroc_d)[k]), float(np.atleast_1d(ap_d)[k])
+  report = skm.classification_report(
+    labels, preds, target_names=list(class_names), output_dict=True, zero_division=0
+  )
+  out: dict[str, Any] = {
+    "num_examples": int(labels.shape[0]),
+    "class_names": list(class_names),
+    "multi_label": True,
+    "accuracy": float(skm.accuracy_score(labels, preds)),
+    "auroc_macro": float(np.mean([auroc[c] for c in defined])) if defined else None,
+    "map": float(np.mean([ap[c] for c in defined])) if defined else None,
+    "top2_accuracy": None,
+    "top2_note": "undefined for multi-label data",
+    "confusion_matrix": skm.multilabel_confusion_matrix(labels, preds).tolist(),
+    "per_class": {
+      name: {
+        "precision": float(report[name]["precision"]),
+        "recall": float(report[name]["recall"]),
+        "f1": float(report[name]["f1-score"]),
+        "support": int(report[name]["support"]),
+        "auroc": auroc[i],
+        "average_precision": ap[i],
+      }
+      for i, name in enumerate(class_names)
+    },
+  }
+  if len(defined) < len(class_names):
+    missing = [class_names[c] for c in range(len(class_names)) if c not in defined]
+    out["auroc_note"] = f"undefined (only one label value in this split) for {missing}"
+  return out
+
+
 def scalar_summary(m: dict[str, Any]) -> dict[str, float]:
   """The scalar metrics of `classification_metrics` (for logging), without undefined ones."""
-  keys = ("accuracy", "auroc_macro", "top2_accuracy")
+  keys = ("accuracy", "auroc_macro", "top2_accuracy", "map")
   return {k: m[k] for k in keys if m.get(k) is not None and not math.isnan(m[k])}
 
 

@@ -104,11 +104,18 @@ def train_step(
   new_state = state.replace(step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state)
   step_metrics = {
     "loss": loss,
-    "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+    "accuracy": _batch_accuracy(logits, batch["label"]),
     "grad_norm": optax.tree.norm(grads),
     "lr": schedule(state.step),
   }
   return new_state, step_metrics
+
+
+def _batch_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Top-1 accuracy; for multi-hot labels, the fraction of correct findings at logit 0."""
+  if labels.ndim == logits.ndim:
+    return jnp.mean((logits > 0) == (labels > 0.5))
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
 def bind_train_step(
@@ -288,6 +295,16 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ValueError(
       f"config.num_classes={config.num_classes} but the data has "
       f"{len(class_names)} classes {class_names}."
+    )
+  if data.multi_label and config.loss.name != "sigmoid_xent":
+    raise ValueError(
+      f"{config.input.data or config.input.mixture} is multi-label: set "
+      "config.loss.name='sigmoid_xent' (one sigmoid per finding, as CheXNet)."
+    )
+  if data.multi_label and config.loss.class_weights.strip().lower() == "balanced":
+    raise ValueError(
+      "config.loss.class_weights='balanced' is for single-label data; give explicit "
+      "comma-separated per-finding weights for multi-label data."
     )
   train_source = data.source(config.input.train_split)
   class_weights = None

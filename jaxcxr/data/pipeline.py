@@ -40,9 +40,11 @@ class Preprocess(grain.transforms.Map):
       pil = Image.fromarray(image).convert("L")
     if pil.size != (self.image_size, self.image_size):
       pil = pil.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=None)
+    label = element[self.label_key]
     return {
       "image": np.asarray(pil, np.uint8)[..., None],
-      "label": np.int32(element[self.label_key]),
+      # A class id, or a multi-hot float vector for multi-label data.
+      "label": np.int32(label) if np.ndim(label) == 0 else np.asarray(label, np.float32),
     }
 
 
@@ -109,13 +111,17 @@ def eval_batches(
     .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
   it = iter(ds)
+  ex = next(it, None)
+  # Label shape and dtype from the data (class ids, or multi-hot vectors); every process must
+  # build the same arrays even when its slice is empty, so that is read from record 0.
+  first = Preprocess(image_size).map(source[0])["label"] if n else np.int32(0)
   for _ in range(num_batches):
     images = np.zeros((local_batch_size, image_size, image_size, 1), np.uint8)
-    labels = np.zeros((local_batch_size,), np.int32)
+    labels = np.zeros((local_batch_size, *np.shape(first)), np.asarray(first).dtype)
     mask = np.zeros((local_batch_size,), np.float32)
     for j in range(local_batch_size):
-      ex = next(it, None)
       if ex is None:
         break
       images[j], labels[j], mask[j] = ex["image"], ex["label"], 1.0
+      ex = next(it, None)
     yield {"image": images, "label": labels, "mask": mask}

@@ -69,11 +69,14 @@ class Index:
   component: np.ndarray  # int: position in the component list
   split: np.ndarray  # str: the dataset's own split
   record: np.ndarray  # int: index in that split's data source
-  label: np.ndarray  # int: output class id
+  label: np.ndarray  # int: output class id (multi-label: the rarest positive class, or C if none)
   patient: np.ndarray  # str: `dataset:patient_id`
+  targets: np.ndarray | None = None  # multi-label only: (N, C) uint8 multi-hot
 
   def take(self, rows: np.ndarray) -> Index:
-    return Index(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
+    return Index(
+      *(None if (v := getattr(self, f.name)) is None else v[rows] for f in dataclasses.fields(self))
+    )
 
   def __len__(self) -> int:
     return len(self.label)
@@ -99,7 +102,10 @@ class View:
   def __getitem__(self, i: int) -> dict[str, Any]:
     c = int(self.index.component[i])
     record = dict(self._sources[c][self.index.split[i]][int(self.index.record[i])])
-    record["label"] = int(self.index.label[i])
+    if self.index.targets is None:
+      record["label"] = int(self.index.label[i])
+    else:
+      record["label"] = self.index.targets[i].astype(np.float32)  # Multi-hot.
     record["dataset"] = self._names[c]
     record.setdefault("source", self._names[c])
     return record
@@ -123,6 +129,7 @@ class Data:
   splits: dict[str, View]
   class_names: list[str]
   report: dict[str, Any]
+  multi_label: bool = False
 
   def source(self, split: str) -> View:
     if split not in self.splits:
@@ -172,15 +179,41 @@ def components(cfg: ml_collections.ConfigDict) -> list[Component]:
   return out
 
 
+def label_kind(builder: tfds.core.DatasetBuilder) -> str:
+  """`single` (a `label` ClassLabel) or `multi` (a `labels` Sequence of ClassLabel)."""
+  features = builder.info.features
+  if "label" in features and hasattr(features["label"], "names"):
+    return "single"
+  if "labels" in features and hasattr(getattr(features["labels"], "feature", None), "names"):
+    return "multi"
+  raise ValueError(
+    f"Dataset {builder.info.full_name} has neither a `label` ClassLabel nor a multi-label "
+    f"`labels` Sequence(ClassLabel) feature (features: {sorted(features.keys())}); it cannot "
+    "be trained on as a classifier."
+  )
+
+
+def _label_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+  if label_kind(builder) == "single":
+    return datasets.class_names(builder)
+  return list(builder.info.features["labels"].feature.names)
+
+
 def _read_index(
   comps: list[Component], builders: list[tfds.core.DatasetBuilder], class_names: Sequence[str]
 ) -> tuple[Index, list[dict[str, Any]], dict[str, Any]]:
-  """Reads label and patient of every record (images not decoded) and applies the class maps."""
+  """Reads labels and patient of every record (images not decoded) and applies the class maps.
+
+  Single-label: a record whose class a map leaves out is left out (counted). Multi-label: the
+  findings a map leaves out are removed from the record's label set, and the record is kept (an
+  image with none of the mapped findings is a negative for all of them); counted per finding.
+  """
   out_id = {n: i for i, n in enumerate(class_names)}
+  multi = label_kind(builders[0]) == "multi"
   cols = collections.defaultdict(list)
   sources, dropped = [], {}
   for c, (comp, builder) in enumerate(zip(comps, builders, strict=True)):
-    names = datasets.class_names(builder)
+    names = _label_names(builder)
     splits = comp.splits or tuple(builder.info.splits.keys())
     cmap = comp.class_map or {n: n for n in names}
     srcs = {}
@@ -189,41 +222,65 @@ def _read_index(
       meta = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
       for i in range(len(meta)):
         r = meta[i]
-        name = names[r["label"]]
-        target = cmap.get(name)
-        if target is None:
-          key = f"{comp.data}:{split}:{name}"
-          dropped[key] = dropped.get(key, 0) + 1
-          continue
+        if multi:
+          row = np.zeros(len(class_names), np.uint8)
+          for k in np.atleast_1d(r["labels"]):
+            target = cmap.get(names[int(k)])
+            if target is None:
+              key = f"{comp.data}:{split}:{names[int(k)]}"
+              dropped[key] = dropped.get(key, 0) + 1
+            else:
+              row[out_id[target]] = 1
+          cols["targets"].append(row)
+          cols["label"].append(0)  # Stratum, set below.
+        else:
+          target = cmap.get(names[r["label"]])
+          if target is None:
+            key = f"{comp.data}:{split}:{names[r['label']]}"
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+          cols["label"].append(out_id[target])
         pid = r["patient_id"]
         pid = pid.decode() if isinstance(pid, bytes) else str(pid)
         cols["component"].append(c)
         cols["split"].append(split)
         cols["record"].append(i)
-        cols["label"].append(out_id[target])
         cols["patient"].append(f"{comp.data.split('/')[0]}:{pid}")
     sources.append(srcs)
+  targets = None
+  label = np.asarray(cols["label"], np.int32)
+  if multi:
+    targets = np.asarray(cols["targets"], np.uint8).reshape(-1, len(class_names))
+    label = _multilabel_strata(targets)
   index = Index(
     component=np.asarray(cols["component"], np.int32),
     split=np.asarray(cols["split"], dtype=object),
     record=np.asarray(cols["record"], np.int64),
-    label=np.asarray(cols["label"], np.int32),
+    label=label,
     patient=np.asarray(cols["patient"], dtype=object),
+    targets=targets,
   )
-  return index, sources, {"left_out_by_class_map": dropped}
+  key = "left_out_findings_by_class_map" if multi else "left_out_by_class_map"
+  return index, sources, {key: dropped}
+
+
+def _multilabel_strata(targets: np.ndarray) -> np.ndarray:
+  """One stratum per multi-label row for stratified splitting: its rarest positive class (by
+  frequency over all rows), or C for rows with no positive. Rare findings are then spread over
+  the splits instead of landing in one by chance."""
+  freq = targets.sum(0).astype(np.float64)
+  masked = np.where(targets > 0, freq[None, :], np.inf)
+  return np.where(targets.any(1), masked.argmin(1), targets.shape[1]).astype(np.int32)
 
 
 def _output_classes(comps: list[Component], builders, cfg) -> list[str]:
   """Output class names: `cfg.class_names`, else the mapped names in order of appearance."""
   seen: list[str] = []
+  kinds = {comp.data: label_kind(builder) for comp, builder in zip(comps, builders, strict=True)}
+  if len(set(kinds.values())) > 1:
+    raise ValueError(f"A mixture cannot mix single- and multi-label datasets: {kinds}.")
   for comp, builder in zip(comps, builders, strict=True):
-    if "label" not in builder.info.features or not hasattr(builder.info.features["label"], "names"):
-      raise ValueError(
-        f"Dataset {comp.data} has no single `label` ClassLabel feature (features: "
-        f"{sorted(builder.info.features.keys())}); jaxcxr trains single-label classifiers on it "
-        "only through a dataset config that has one."
-      )
-    names = datasets.class_names(builder)
+    names = _label_names(builder)
     bad = sorted(set(comp.class_map) - set(names))
     if bad:
       raise ValueError(
@@ -263,9 +320,16 @@ def _group_fold(labels, groups, n_splits: int, seed: int, fold: int = 0):
       "or smaller fractions."
     )
   sgkf = model_selection.StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-  for i, (rest, held) in enumerate(sgkf.split(np.zeros(len(labels)), labels, groups)):
-    if i == fold:
-      return rest, held
+  try:
+    for i, (rest, held) in enumerate(sgkf.split(np.zeros(len(labels)), labels, groups)):
+      if i == fold:
+        return rest, held
+  except ValueError as e:
+    counts = dict(zip(*(v.tolist() for v in np.unique(labels, return_counts=True)), strict=True))
+    raise ValueError(
+      f"Cannot make {n_splits} stratified folds: images per class (stratum) {counts}. Use fewer "
+      f"folds or larger held-out fractions. ({e})"
+    ) from e
   raise ValueError(f"fold={fold} is out of range for {n_splits} folds.")
 
 
@@ -401,7 +465,14 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if scfg.method not in SPLIT_METHODS:
     raise ValueError(f"config.input.splits.method={scfg.method!r} is not one of {SPLIT_METHODS}.")
   class_names = _output_classes(comps, builders, cfg)
-  plain = len(comps) == 1 and not comps[0].class_map and not comps[0].splits
+  multi = label_kind(builders[0]) == "multi"
+  if multi and cfg.get("balance", "none") != "none":
+    raise ValueError(
+      "config.input.balance resamples by class; it is undefined for multi-label data."
+    )
+  if multi and scfg.test_per_class:
+    raise ValueError("config.input.splits.test_per_class is undefined for multi-label data.")
+  plain = len(comps) == 1 and not comps[0].class_map and not comps[0].splits and not multi
   if plain and scfg.method == "builder" and cfg.get("balance", "none") == "none":
     # The common case needs no index: one view per builder split, read as is.
     builder = builders[0]
@@ -459,7 +530,7 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if scfg.method != "builder":
     _check_disjoint(splits)
   logging.info("Data splits: %s", report)
-  return Data(splits, class_names, report)
+  return Data(splits, class_names, report, multi_label=multi)
 
 
 def _group_duplicates(index: Index, srcs: list[dict[str, Any]]) -> tuple[np.ndarray, dict]:
@@ -525,19 +596,23 @@ class _PlainView(View):
   def index(self) -> Index:
     if self._index is None:
       comp = Component(self._dataset, (self.name,))
-      names = datasets.class_names(self._builder)
-      self._index, _, _ = _read_index([comp], [self._builder], names)
+      self._index, _, _ = _read_index([comp], [self._builder], _label_names(self._builder))
     return self._index
 
 
 def _describe(splits: dict[str, View], class_names: list[str]) -> dict[str, Any]:
+  """Images, patients and per-class counts (multi-label: positives) of every split."""
+
+  def per_class(v: View) -> list[int]:
+    if v.index.targets is not None:
+      return v.index.targets.sum(0).tolist()
+    return np.bincount(v.labels, minlength=len(class_names)).tolist()
+
   return {
     s: {
       "images": len(v),
       "patients": len(set(v.patients)),
-      "per_class": dict(
-        zip(class_names, np.bincount(v.labels, minlength=len(class_names)).tolist(), strict=True)
-      ),
+      "per_class": dict(zip(class_names, per_class(v), strict=True)),
     }
     for s, v in splits.items()
   }
