@@ -76,6 +76,8 @@ def test_kfold_test_folds_partition_the_data():
     assert abs(len(parts["val"]) / len(labels) - 0.1) < 0.04
     seen.append(parts["test"])
   assert sorted(np.concatenate(seen)) == list(range(len(labels)))
+  with pytest.raises(ValueError, match="unset test_per_class"):
+    sources.split_rows(labels, groups, _splits_cfg(method="kfold", test_per_class=5), 3)
   with pytest.raises(ValueError, match="fold=5 is out of range"):
     sources.split_rows(labels, groups, _splits_cfg(method="kfold", fold=5), 3)
 

@@ -389,6 +389,8 @@ def split_rows(labels: np.ndarray, groups: np.ndarray, cfg, num_classes: int) ->
   labels, groups = np.asarray(labels), np.asarray(groups)
   rows = np.arange(len(labels))
   seed = int(cfg.seed)
+  if cfg.method == "kfold" and cfg.test_per_class:
+    raise ValueError("config.input.splits: kfold makes its own test folds; unset test_per_class.")
   if cfg.method == "kfold":
     rest, test = _group_fold(labels, groups, int(cfg.num_folds), seed, int(cfg.fold))
     val_share = (
@@ -426,8 +428,7 @@ def balance_rows(labels: np.ndarray, how: str, seed: int) -> np.ndarray:
   if how == "none":
     return rows
   rng = np.random.default_rng(seed)
-  present = [k for k in np.unique(labels)]
-  per_class = {k: rows[labels == k] for k in present}
+  per_class = {k: rows[labels == k] for k in np.unique(labels)}
   sizes = [len(v) for v in per_class.values()]
   out = []
   for r in per_class.values():
