@@ -1008,18 +1008,11 @@ def records_from_tfds(
   `patient_id`, `filename` and `source` (default: the dataset name) of every example.
   """
   # Imported here: `audit()` on plain records needs neither TFDS nor the builders.
-  from jaxcxr.data import datasets  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import datasets, sources  # pylint: disable=g-import-not-at-top
 
   builder = datasets.prepare(datasets.get_builder(name, data_dir), manual_dir)
-  features = builder.info.features
-  if "label" in features:
-    names, multi = datasets.class_names(builder), False
-  elif "labels" in features:
-    names, multi = list(features["labels"].feature.names), True
-  else:
-    raise ValueError(
-      f"{name} has neither a `label` nor a `labels` feature (features: {sorted(features)})."
-    )
+  multi = sources.label_kind(builder) == "multi"
+  names = sources.label_names(builder)
   default_source = name.split("/")[0]
   for split in splits or sorted(builder.info.splits.keys()):
     source = datasets.data_source(builder, split)

@@ -112,12 +112,12 @@ def eval_batches(
   )
   it = iter(ds)
   ex = next(it, None)
-  # Label shape and dtype from the data (class ids, or multi-hot vectors); every process must
-  # build the same arrays even when its slice is empty, so that is read from record 0.
-  first = Preprocess(image_size).map(source[0])["label"] if n else np.int32(0)
+  # Every process builds the same arrays, even with an empty slice: the label shape (class ids,
+  # or multi-hot vectors) comes from the split's metadata, not from an example.
+  label_shape, label_dtype = getattr(source, "label_spec", ((), np.int32))
   for _ in range(num_batches):
     images = np.zeros((local_batch_size, image_size, image_size, 1), np.uint8)
-    labels = np.zeros((local_batch_size, *np.shape(first)), np.asarray(first).dtype)
+    labels = np.zeros((local_batch_size, *label_shape), label_dtype)
     mask = np.zeros((local_batch_size,), np.float32)
     for j in range(local_batch_size):
       if ex is None:

@@ -115,6 +115,13 @@ class View:
     return self.index.label
 
   @property
+  def label_spec(self) -> tuple[tuple[int, ...], type]:
+    """Shape and dtype of one example's `label`: a class id, or a multi-hot vector."""
+    if self.index.targets is None:
+      return (), np.int32
+    return (self.index.targets.shape[1],), np.float32
+
+  @property
   def patients(self) -> np.ndarray:
     return self.index.patient
 
@@ -193,7 +200,8 @@ def label_kind(builder: tfds.core.DatasetBuilder) -> str:
   )
 
 
-def _label_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+def label_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+  """Class names of `label`, or finding names of multi-label `labels`."""
   if label_kind(builder) == "single":
     return datasets.class_names(builder)
   return list(builder.info.features["labels"].feature.names)
@@ -213,7 +221,7 @@ def _read_index(
   cols = collections.defaultdict(list)
   sources, dropped = [], {}
   for c, (comp, builder) in enumerate(zip(comps, builders, strict=True)):
-    names = _label_names(builder)
+    names = label_names(builder)
     splits = comp.splits or tuple(builder.info.splits.keys())
     cmap = comp.class_map or {n: n for n in names}
     srcs = {}
@@ -280,7 +288,7 @@ def _output_classes(comps: list[Component], builders, cfg) -> list[str]:
   if len(set(kinds.values())) > 1:
     raise ValueError(f"A mixture cannot mix single- and multi-label datasets: {kinds}.")
   for comp, builder in zip(comps, builders, strict=True):
-    names = _label_names(builder)
+    names = label_names(builder)
     bad = sorted(set(comp.class_map) - set(names))
     if bad:
       raise ValueError(
@@ -594,10 +602,14 @@ class _PlainView(View):
     return record
 
   @property
+  def label_spec(self) -> tuple[tuple[int, ...], type]:
+    return (), np.int32  # Plain views are single-label.
+
+  @property
   def index(self) -> Index:
     if self._index is None:
       comp = Component(self._dataset, (self.name,))
-      self._index, _, _ = _read_index([comp], [self._builder], _label_names(self._builder))
+      self._index, _, _ = _read_index([comp], [self._builder], label_names(self._builder))
     return self._index
 
 
