@@ -97,37 +97,43 @@ def _tie_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return order, np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
 
 
-def weighted_auroc(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> np.ndarray:
-  """AUROC of binary `y` (N,) by `scores` (N,) under each row of weights `w` (B, N).
+def weighted_auroc_and_ap(
+  y: np.ndarray, scores: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+  """AUROC and average precision of binary `y` (N,) by `scores` (N,) under each row of `w` (B, N).
 
-  The weighted Mann-Whitney statistic (ties count one half), which equals sklearn's
-  `roc_auc_score(y, scores, sample_weight=row)`. NaN where a row has no positive or no negative.
+  One sort of the scores serves both: per run of tied scores, the weighted positives and negatives
+  in it. AUROC is the weighted Mann-Whitney statistic (ties count one half), equal to sklearn's
+  `roc_auc_score(y, scores, sample_weight=row)`; NaN where a row has no positive or no negative.
+  Average precision is sklearn's step-wise sum over thresholds of (recall increase) x precision,
+  equal to `average_precision_score(y, scores, sample_weight=row)`; NaN where a row has no
+  positive.
   """
   order, starts = _tie_groups(np.asarray(scores, np.float64))
   wo, yo = w[:, order], np.asarray(y, np.float64)[order]
-  pos = np.add.reduceat(wo * yo, starts, axis=1)
+  pos = np.add.reduceat(wo * yo, starts, axis=1)  # (B, distinct scores), ascending.
   neg = np.add.reduceat(wo * (1.0 - yo), starts, axis=1)
-  below = np.cumsum(neg, axis=1) - neg
   n_pos, n_neg = pos.sum(1), neg.sum(1)
+  below = np.cumsum(neg, axis=1) - neg
+  # Images scored >= each distinct score: cumulative sums from the top.
+  tp_at = np.cumsum(pos[:, ::-1], axis=1)[:, ::-1]
+  fp_at = np.cumsum(neg[:, ::-1], axis=1)[:, ::-1]
   with np.errstate(invalid="ignore", divide="ignore"):
     auc = (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
-  return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    precision = np.where(tp_at + fp_at > 0, tp_at / (tp_at + fp_at), 0.0)
+    ap = (pos * precision).sum(1) / n_pos
+  auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+  return auc, np.where(n_pos > 0, ap, np.nan)
+
+
+def weighted_auroc(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> np.ndarray:
+  """The AUROC of `weighted_auroc_and_ap`."""
+  return weighted_auroc_and_ap(y, scores, w)[0]
 
 
 def weighted_average_precision(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> np.ndarray:
-  """Average precision (step-wise, sklearn's definition) under each row of weights `w` (B, N).
-
-  Equals `average_precision_score(y, scores, sample_weight=row)`; NaN where a row has no positive.
-  """
-  order, starts = _tie_groups(-np.asarray(scores, np.float64))
-  wo, yo = w[:, order], np.asarray(y, np.float64)[order]
-  tp = np.add.reduceat(wo * yo, starts, axis=1)
-  fp = np.add.reduceat(wo * (1.0 - yo), starts, axis=1)
-  ctp, cfp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    precision = np.where(ctp + cfp > 0, ctp / (ctp + cfp), 0.0)
-    ap = (tp * precision).sum(1) / tp.sum(1)
-  return np.where(tp.sum(1) > 0, ap, np.nan)
+  """The average precision of `weighted_auroc_and_ap`."""
+  return weighted_auroc_and_ap(y, scores, w)[1]
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -194,10 +200,9 @@ def classification_stat(
     out = {"accuracy": _ratio(w @ correct, total)}
     if not multi and num_classes > 2:
       out["top2_accuracy"] = _ratio(w @ in_top2, total)
-    auroc = np.stack([weighted_auroc(y[:, c], probs[:, c], w) for c in range(num_classes)], 1)
-    ap = np.stack(
-      [weighted_average_precision(y[:, c], probs[:, c], w) for c in range(num_classes)], 1
-    )
+    ranked = [weighted_auroc_and_ap(y[:, c], probs[:, c], w) for c in range(num_classes)]
+    auroc = np.stack([r[0] for r in ranked], 1)
+    ap = np.stack([r[1] for r in ranked], 1)
     nan = np.full(len(w), np.nan)
     # Mean over defined classes; NaN propagates from any class undefined in this resample.
     out["auroc_macro"] = auroc[:, defined].mean(1) if defined else nan
