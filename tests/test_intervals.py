@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -249,3 +251,44 @@ def test_bad_inputs_are_clear_errors():
     )
   with pytest.raises(ValueError, match="2 positives"):
     intervals.delong_auroc(np.array([1, 0, 0]), np.array([0.1, 0.2, 0.3]))
+
+
+def test_absent_class_gives_undefined_intervals_and_json():
+  rng = np.random.default_rng(10)
+  labels = rng.integers(0, 2, 200)  # Class "c" never occurs.
+  probs = softmax(rng.normal(size=(200, 3)) + 2 * np.eye(3)[labels])
+  out = intervals.metrics_with_intervals(labels, probs, None, list("abc"), n_resamples=200)
+  json.dumps(out)
+  assert out["auroc_macro"] is None and out["auroc_macro_ci95"] is None
+  assert out["per_class"]["c"]["auroc_ci95"] is None
+  assert out["per_class"]["c"]["auroc_delong_ci95"] is None
+  assert out["per_class"]["c"]["sensitivity"] is None  # 0/0, where sklearn's recall reports 0.
+  assert out["bootstrap"]["undefined_resamples"]["per_class.c.sensitivity"] == 200
+  lo, hi = out["per_class"]["c"]["specificity_ci95"]
+  assert lo <= out["per_class"]["c"]["specificity"] <= hi
+
+
+def test_multilabel_report_keeps_keys_and_adds_intervals():
+  rng = np.random.default_rng(11)
+  y = (rng.random((300, 3)) < [0.2, 0.4, 0.3]).astype(int)
+  probs = special.expit(rng.normal(size=(300, 3)) + 2 * y - 1)
+  ref = metrics.multilabel_metrics(y, probs, list("abc"))
+  out = intervals.metrics_with_intervals(
+    y, probs, np.arange(300) // 3, list("abc"), n_resamples=200
+  )
+  json.dumps(out)
+  assert (
+    out["map"] == ref["map"]
+    and out["per_class"]["b"]["average_precision"] == ref["per_class"]["b"]["average_precision"]
+  )
+  for k in ("accuracy", "auroc_macro", "map"):
+    lo, hi = out[k + "_ci95"]
+    assert lo <= out[k] <= hi
+  assert "top2_accuracy_ci95" not in out and out["bootstrap"]["n_clusters"] == 100
+
+
+def test_perfect_separation_gives_a_degenerate_interval_not_a_crash():
+  y = np.r_[np.zeros(50, int), np.ones(50, int)]
+  probs = np.c_[1 - y * 0.9 - 0.05, y * 0.9 + 0.05]
+  out = intervals.metrics_with_intervals(y, probs, None, ["a", "b"], n_resamples=200)
+  assert out["auroc_macro_ci95"] == [1.0, 1.0] and out["accuracy_ci95"] == [1.0, 1.0]
