@@ -229,7 +229,7 @@ def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[float, flo
 
 def bca_interval(
   boot: np.ndarray, estimate: float, jack: np.ndarray, confidence: float
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
   """Bias-corrected and accelerated interval (Efron & Tibshirani 1993, eq. 14.9-14.15).
 
   Args:
@@ -237,6 +237,9 @@ def bca_interval(
     estimate: the statistic on the full sample.
     jack: the statistic on each leave-one-cluster-out sample (all finite).
     confidence: e.g. 0.95.
+
+  Returns:
+    (lo, hi), or None where the correction breaks down (|a (z0 + z)| >= 1).
   """
   # Bias correction from the share of resamples below the estimate (ties count half: accuracy-like
   # statistics take few distinct values).
@@ -247,7 +250,11 @@ def bca_interval(
   a = np.sum(d**3) / den if den > 0 else 0.0
   alpha = (1.0 - confidence) / 2
   z = special.ndtri(np.array([alpha, 1 - alpha]))
-  levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+  if not np.isfinite(levels).all() or levels[0] > levels[1]:
+    # |a (z0 + z)| >= 1: the correction breaks down (tiny, extreme jackknife); no BCa interval.
+    return None
   lo, hi = np.quantile(boot, levels)
   return float(lo), float(hi)
 
@@ -266,7 +273,8 @@ def bootstrap(
     `{name: {"estimate", "ci": [lo, hi] or None, "method", "n_undefined"}}`. `n_undefined` counts
     the resamples in which the value was undefined (NaN, e.g. a class drawn without positives);
     they are left out of that interval. `method` is "percentile" where BCa was asked for but a
-    leave-one-patient-out value was undefined (no acceleration estimate), and the interval is
+    leave-one-patient-out value was undefined (no acceleration estimate) or the BCa correction
+    broke down, and the interval is
     None when the estimate itself is undefined or fewer than 100 resamples are defined.
   """
   if method not in ("bca", "percentile"):
@@ -291,8 +299,11 @@ def bootstrap(
       "n_undefined": int(n_resamples - len(finite)),
     }
     if not np.isnan(est) and len(finite) >= min(100, n_resamples):
+      bca = None
       if method == "bca" and np.isfinite(jack[k]).all():
-        r["ci"] = list(bca_interval(finite, est, jack[k], confidence))
+        bca = bca_interval(finite, est, jack[k], confidence)
+      if bca is not None:
+        r["ci"] = list(bca)
       else:
         r["method"] = "percentile"
         r["ci"] = list(percentile_interval(finite, confidence))
