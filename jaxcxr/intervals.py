@@ -206,6 +206,9 @@ def classification_stat(
     nan = np.full(len(w), np.nan)
     # Mean over defined classes; NaN propagates from any class undefined in this resample.
     out["auroc_macro"] = auroc[:, defined].mean(1) if defined else nan
+    if not multi and num_classes == 2 and defined:
+      # As metrics.py: the positive column's AUROC (not the mean, if rows do not sum to one).
+      out["auroc_macro"] = auroc[:, 1]
     out["map"] = ap[:, defined].mean(1) if defined else nan
     rates = binary_rates(y, pred, w)
     for c, name in enumerate(class_names):

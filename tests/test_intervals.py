@@ -292,3 +292,13 @@ def test_perfect_separation_gives_a_degenerate_interval_not_a_crash():
   probs = np.c_[1 - y * 0.9 - 0.05, y * 0.9 + 0.05]
   out = intervals.metrics_with_intervals(y, probs, None, ["a", "b"], n_resamples=200)
   assert out["auroc_macro_ci95"] == [1.0, 1.0] and out["accuracy_ci95"] == [1.0, 1.0]
+
+
+def test_binary_macro_auroc_is_the_positive_column_as_in_metrics():
+  rng = np.random.default_rng(12)
+  labels = rng.integers(0, 2, 300)
+  probs = rng.random((300, 2)) + 0.3 * np.eye(2)[labels]  # Rows do not sum to one.
+  ref = metrics.classification_metrics(labels, probs, ["n", "p"])
+  got = intervals.classification_stat(labels, probs, ["n", "p"])(np.ones((1, 300)))
+  assert got["auroc_macro"][0] == pytest.approx(ref["auroc_macro"])
+  assert got["per_class.n.auroc"][0] != pytest.approx(got["per_class.p.auroc"][0])
