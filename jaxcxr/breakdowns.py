@@ -118,7 +118,8 @@ def aggregate_by_patient(
     if conflict.size:
       i = conflict[0]
       raise ValueError(
-        f"patient {patient_ids[i]!r} has images labelled {sorted(set(labels[pat == pat[i]]))}; "
+        f"patient {str(patient_ids[i])!r} has images labelled "
+        f"{sorted({int(v) for v in labels[pat == pat[i]]})}; "
         "patient-level aggregation needs one label per patient."
       )
   if how == "mean":
