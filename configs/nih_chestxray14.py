@@ -14,13 +14,9 @@ the AUROC of every finding (WORKDIR/eval/test.json `per_class.*.auroc`) and thei
 `:tiny` gives a CI-sized run (DenseNet-tiny, 32 px, from scratch).
 """
 
-from jaxcxr import config_lib
+from jaxcxr import config_lib, constants
 
-FINDINGS = (
-  "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
-  "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural_thickening",
-  "hernia",
-)  # fmt: skip
+FINDINGS = constants.CHESTXRAY14_LABELS
 
 
 def get_config(arg: str = ""):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def base_config() -> ml_collections.ConfigDict:

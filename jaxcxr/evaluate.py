@@ -49,7 +49,7 @@ def evaluate(
     results[split] = train.evaluate_split(
       predict,
       state,
-      s.data.source(split),
+      s.data.split(split),
       mesh=s.mesh,
       config=config,
       class_names=s.class_names,

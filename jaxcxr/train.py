@@ -34,7 +34,7 @@ from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
 from jaxcxr import config_lib, losses, metrics, models, optim, sharding
-from jaxcxr.data import augment, datasets, pipeline, sources
+from jaxcxr.data import augment, classes, pipeline, splits, tfds_access
 
 
 @flax.struct.dataclass
@@ -192,17 +192,17 @@ def evaluate_split(
   return result
 
 
-def _load_datasets(config: ml_collections.ConfigDict) -> sources.Data:
-  """The run's splits (jaxcxr.data.sources); datasets are prepared by process 0 if needed."""
+def _load_datasets(config: ml_collections.ConfigDict) -> splits.Data:
+  """The run's splits (jaxcxr.data.splits); datasets are prepared by process 0 if needed."""
   if config.input.prepare and jax.process_index() == 0:
-    for comp in sources.components(config.input):
-      datasets.prepare(
-        datasets.get_builder(comp.data, config.input.data_dir),
+    for comp in classes.components(config.input):
+      tfds_access.prepare(
+        tfds_access.get_builder(comp.data, config.input.data_dir),
         comp.manual_dir or config.input.manual_dir,
       )
   sharding.sync("dataset_prepared")
   # Builders are re-created after preparation so that every process reads the written info.
-  return sources.load(config.input)
+  return splits.load(config.input)
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
@@ -265,7 +265,7 @@ class Setup:
   """What training and evaluation build from a config before the first step."""
 
   mesh: jax.sharding.Mesh
-  data: sources.Data  # The run's named splits.
+  data: splits.Data  # The run's named splits.
   class_names: list[str]
   train_source: Any
   class_weights: np.ndarray | None

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
@@ -41,9 +42,6 @@ __all__ = ["DenseBlock", "DenseLayer", "DenseNet", "DenseNetFeatures", "Transiti
 # torchvision: kaiming_normal_ with its defaults (mode='fan_in', nonlinearity='relu'), i.e. an
 # untruncated normal with variance 2 / (in_channels * kh * kw).
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _conv(
@@ -335,8 +333,8 @@ class DenseNet(Backbone):
 def _cfg(**overrides: Any) -> dict[str, Any]:
   cfg = {
     "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
     "first_conv": "features.conv0",
     "classifier": "head.fc",
     "interpolation": "bilinear",

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import register
 
 __all__ = [
@@ -59,8 +60,6 @@ _DW_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
 # timm's _init_weight_goog for the classifier: U(-1/sqrt(num_classes), 1/sqrt(num_classes)).
 _LINEAR_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _TF_LITE_MEAN = (0.5, 0.5, 0.5)
 _TF_LITE_STD = (0.5, 0.5, 0.5)
 
@@ -511,8 +510,8 @@ class EfficientNet(nnx.Module):
 def _cfg(size: int, crop_pct: float, **overrides: Any) -> dict[str, Any]:
   cfg = {
     "input_size": (3, size, size),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
     "interpolation": "bicubic",
     "crop_pct": crop_pct,
     "first_conv": "conv_stem",

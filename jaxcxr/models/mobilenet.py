@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
@@ -37,8 +38,6 @@ __all__ = ["InvertedResidual", "MobileNetV2", "make_divisible"]
 # JAX's fan_out of a (C, 1, 3, 3) / (3, 3, 1, C) kernel are both 9 C).
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper.
 _SETTING_V2: tuple[tuple[int, int, int, int], ...] = (
@@ -229,8 +228,8 @@ def _register_mobilenet(name: str, **defaults: Any) -> None:
   factory.__doc__ = f"{name}: MobileNetV2, options {defaults or 'default'}."
   default_cfg = {
     "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
     "interpolation": "bilinear",
     "crop_pct": 0.875,
     "first_conv": "features.0.0",

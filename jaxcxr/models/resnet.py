@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
@@ -49,9 +50,6 @@ __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
 # torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), i.e. an untruncated normal
 # with variance 2 / (out_channels * kh * kw). JAX's fan_out for an HWIO kernel is the same product.
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _conv(
@@ -321,8 +319,8 @@ class ResNet(Backbone):
 def _cfg(**overrides: Any) -> dict[str, Any]:
   cfg = {
     "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
     "first_conv": "conv1",
     "classifier": "head.fc",
   }

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 
@@ -41,8 +42,6 @@ __all__ = ["VGG", "adaptive_avg_pool2d"]
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 _LINEAR_INIT = nnx.initializers.normal(0.01)
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Channels of each 3x3 conv; "M" is a 2x2/2 max-pool (torchvision's cfgs "D" and "E").
 _CFGS: dict[str, list[int | str]] = {
@@ -223,8 +222,8 @@ def _register_vgg(name: str, cfg_name: str, **defaults: Any) -> None:
   factory.__doc__ = f"{name}: VGG config {cfg_name!r}, options {defaults}."
   default_cfg = {
     "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
     "interpolation": "bilinear",
     "crop_pct": 0.875,
     "first_conv": "features.0",
