@@ -289,7 +289,7 @@ def cohen_raw_records():
 
 
 def audit_run(args: argparse.Namespace) -> dict:
-  from jaxcxr.data import datasets  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import tfds_access  # pylint: disable=g-import-not-at-top
 
   names = ["chest_xray_pneumonia/3class"]
   cohen_builder = (REPO / "tfds_builders" / "covid_chestxray").is_dir() and not args.cohen_raw
@@ -297,12 +297,12 @@ def audit_run(args: argparse.Namespace) -> dict:
     names.append("covid_chestxray/3class")
   t0 = time.time()
   for name in names:  # Builds each from the sample the first time; a no-op afterwards.
-    datasets.prepare(datasets.get_builder(name, args.data_dir), str(SHARED))
+    tfds_access.prepare(tfds_access.get_builder(name, args.data_dir), str(SHARED))
   t_build = time.time() - t0
-  sources = [audit.records_from_tfds(name, data_dir=args.data_dir) for name in names]
+  inputs = [audit.records_from_tfds(name, data_dir=args.data_dir) for name in names]
   if not cohen_builder:
-    sources.append(cohen_raw_records())
-  records = itertools.chain.from_iterable(sources)
+    inputs.append(cohen_raw_records())
+  records = itertools.chain.from_iterable(inputs)
   if args.covid_only:
     records = (r for r in records if r.dataset.startswith("chest_xray") or r.label == "covid-19")
   report = audit.audit(records, log_every=500)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
+import sys
 import time
 
 import common  # benchmarks/common.py (this script's folder is on sys.path)
 import jax
 
-from jaxcxr import config_lib
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs.common import fastai_augment  # noqa: E402
+from jaxcxr import config_lib  # noqa: E402
 
 # Dense peak FLOP/s per device (no sparsity), by dtype; used only for the MFU figure.
 PEAK_FLOPS = {
@@ -47,7 +51,7 @@ def main():
   c.input.image_size, c.input.batch_size = a.image_size, a.batch_size
   c.optimizer.name = a.optimizer
   if a.augment:
-    config_lib.fastai_augment(c)
+    fastai_augment(c)
   c.optimizer.lr = 1e-3
   state, batch, step, _ = common.jitted_steps(c, a.num_classes)
   t0 = time.perf_counter()

@@ -17,11 +17,12 @@ are left out (their count is logged). The reported figures are those of `test`
 (WORKDIR/eval/test.json). Pass `:tiny` for a ResNet-tiny at 64 px (CI-sized).
 """
 
+from configs import common
 from jaxcxr import config_lib
 
 
 def get_config(arg: str = ""):
-  args = set(filter(None, (arg or "").split(",")))
+  args, _ = common.parse_arg(arg, "configs/chest_xray.py", words=("3class", "tiny"))
   c = config_lib.base_config()
   c.input.data = "chest_xray_pneumonia/" + ("3class" if "3class" in args else "2class")
   c.input.image_size = 128
@@ -39,7 +40,7 @@ def get_config(arg: str = ""):
   c.schedule.name = "cosine"
   c.schedule.warmup_steps = 20
   c.loss.label_smoothing = 0.1
-  config_lib.fastai_augment(c)
+  common.fastai_augment(c)
   c.augment.flip = 0.0  # Anatomy is not left-right symmetric (heart, gastric bubble).
   c.eval_every_steps = 50
   c.checkpoint_every_steps = 50

@@ -21,17 +21,16 @@ COVIDx images that are Cohen images (COVIDx was built partly from Cohen's collec
 `:tiny` (with the directories) gives a CI-sized run (ResNet-tiny, 32 px, from scratch).
 """
 
+from configs import common
 from jaxcxr import config_lib
 
 CLASS_NAMES = ("normal", "pneumonia", "covid-19")
 
 
 def get_config(arg: str = ""):
-  args = [a for a in (arg or "").split(",") if a]
-  dirs = dict(a.split("=", 1) for a in args if "=" in a)
-  unknown = set(dirs) - {"cohen", "covidx"}
-  if unknown:
-    raise ValueError(f"configs/cohen_covidx.py: unknown argument(s) {sorted(unknown)}.")
+  args, dirs = common.parse_arg(
+    arg, "configs/cohen_covidx.py", words=("tiny",), keys=("cohen", "covidx")
+  )
   c = config_lib.base_config()
   c.input.mixture = (
     {
@@ -46,5 +45,5 @@ def get_config(arg: str = ""):
     },
   )
   c.input.class_names = CLASS_NAMES
-  config_lib.covid_mixture_recipe(c, tiny="tiny" in args)
+  common.covid_mixture_recipe(c, is_tiny="tiny" in args)
   return c

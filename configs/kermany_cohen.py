@@ -23,18 +23,19 @@ configs/kermany_cohen.py ...` measures how much). High accuracy here is not evid
 detection. `:tiny` gives a CI-sized run (ResNet-tiny, 32 px, from scratch).
 """
 
+from configs import common
 from jaxcxr import config_lib
 
 CLASS_NAMES = ("normal", "bacterial", "viral", "covid-19")
 
 
 def get_config(arg: str = ""):
-  args = set(filter(None, (arg or "").split(",")))
+  args, _ = common.parse_arg(arg, "configs/kermany_cohen.py", words=("tiny",))
   c = config_lib.base_config()
   c.input.mixture = (
     {"data": "chest_xray_pneumonia/3class"},  # normal, bacterial, viral as they are.
     {"data": "covid_chestxray/3class", "class_map": {"covid-19": "covid-19"}},
   )
   c.input.class_names = CLASS_NAMES
-  config_lib.covid_mixture_recipe(c, tiny="tiny" in args)
+  common.covid_mixture_recipe(c, is_tiny="tiny" in args)
   return c

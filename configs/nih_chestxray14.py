@@ -14,17 +14,14 @@ the AUROC of every finding (WORKDIR/eval/test.json `per_class.*.auroc`) and thei
 `:tiny` gives a CI-sized run (DenseNet-tiny, 32 px, from scratch).
 """
 
-from jaxcxr import config_lib
+from configs import common
+from jaxcxr import config_lib, constants
 
-FINDINGS = (
-  "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
-  "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural_thickening",
-  "hernia",
-)  # fmt: skip
+FINDINGS = constants.CHESTXRAY14_LABELS
 
 
 def get_config(arg: str = ""):
-  args = set(filter(None, (arg or "").split(",")))
+  args, _ = common.parse_arg(arg, "configs/nih_chestxray14.py", words=("tiny",))
   c = config_lib.base_config()
   c.input.mixture = ({"data": "nih_chestxray14", "class_map": {f: f for f in FINDINGS}},)
   c.input.class_names = FINDINGS
@@ -44,7 +41,5 @@ def get_config(arg: str = ""):
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   if "tiny" in args:
-    c.model_name, c.model_init = "densenet_tiny", ""
-    c.input.image_size, c.input.batch_size = 32, 4
-    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+    common.tiny(c, "densenet_tiny", image_size=32, batch_size=4)
   return c

@@ -1,17 +1,17 @@
-"""The default config every recipe in `configs/` starts from, and config helpers.
+"""The config schema: the default config every recipe in `configs/` starts from.
 
 Every key a recipe may set exists here, so that a locked config (`lock_config=True`) rejects a
 misspelt key from a recipe or the command line with ml_collections' "Did you mean ...?" message.
 Durations are given in steps (`total_steps`) or epochs (`num_epochs`) and converted in one place,
-`resolve_total_steps`.
+`resolve_total_steps`. What recipes share on top of the schema (the `:arg` parser, `tiny`
+overrides, fastai augmentation, the COVID-19 mixture recipe) lives in `configs/common.py`.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -35,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.std = IMAGENET_STD
   c.input.num_workers = 0  # grain worker processes.
   c.input.num_threads = 4  # grain reader threads per worker.
-  # Mixtures (jaxcxr.data.sources): a tuple of dicts {data, splits, class_map, manual_dir}; empty:
+  # Mixtures (jaxcxr.data.classes): a tuple of dicts {data, splits, class_map, manual_dir}; empty:
   # `data` alone. `class_names` fixes the output class order (default: order of appearance).
   c.input.mixture = ()
   c.input.class_names = ()
@@ -120,47 +120,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.halt_after_steps = 0
   c.progress_bar = True
   return c
-
-
-def fastai_augment(c: ml_collections.ConfigDict) -> None:
-  """fastai's `aug_transforms()` defaults, as used by the fastai-based studies."""
-  c.augment.flip = 0.5
-  c.augment.rotate_deg = 10.0
-  c.augment.max_zoom = 1.1
-  c.augment.brightness = 0.2
-  c.augment.contrast = 0.2
-
-
-def covid_mixture_recipe(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
-  """What the COVID-19 mixture recipes share (configs/kermany_cohen.py, configs/cohen_covidx.py).
-
-  Patient-disjoint 70/10/20 re-split with duplicate grouping; ResNet-50 from ImageNet weights
-  with the first conv summed to one channel; RAdam, cosine, label smoothing, class-weighted loss,
-  fastai augmentation without flips. `tiny`: ResNet-tiny from scratch at 32 px (CI-sized).
-  """
-  c.input.splits.method = "fractions"
-  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
-  c.input.splits.fractions = (0.7, 0.1, 0.2)
-  c.input.image_size = 224
-  c.input.batch_size = 32
-  c.model_name = "resnet50"
-  c.model_init = "resnet50.tv_in1k"
-  c.model.in_chans = 1
-  c.num_epochs = 10.0
-  c.optimizer.name = "radam"
-  c.optimizer.lr = 1e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_steps = 50
-  c.loss.label_smoothing = 0.1
-  c.loss.class_weights = "balanced"
-  fastai_augment(c)
-  c.augment.flip = 0.0  # Anatomy is not left-right symmetric.
-  c.eval_every_steps = 100
-  c.checkpoint_every_steps = 100
-  if tiny:
-    c.model_name, c.model_init = "resnet_tiny", ""
-    c.input.image_size, c.input.batch_size = 32, 8
-    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
 
 
 def resolve_total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

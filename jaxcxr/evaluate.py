@@ -16,11 +16,11 @@ from typing import Any
 
 import jax
 import ml_collections
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import metrics, sharding, train
+from jaxcxr import cli, metrics, train
 
 
 def evaluate(
@@ -49,7 +49,7 @@ def evaluate(
     results[split] = train.evaluate_split(
       predict,
       state,
-      s.data.source(split),
+      s.data.split(split),
       mesh=s.mesh,
       config=config,
       class_names=s.class_names,
@@ -71,14 +71,13 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "The training run's workdir.")
   flags.DEFINE_list("splits", None, "Splits to evaluate (default: config.eval_splits).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
+  cli.define_multihost_flags()
 
 
 def main(argv):
   del argv
-  if FLAGS.multihost:
-    sharding.initialize_distributed()
-  logging.get_absl_handler().addFilter(train.QuietCheckpointLogs())
+  cli.init_multihost()
+  cli.quiet_checkpoint_logs()
   evaluate(FLAGS.config, FLAGS.workdir, tuple(FLAGS.splits or ()) or None, FLAGS.step)
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from sklearn.utils import class_weight
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
 
@@ -68,13 +69,11 @@ def resolve_class_weights(spec: str, class_counts: np.ndarray) -> np.ndarray | N
       class counts) or comma-separated floats in class order.
     class_counts: images per class in the training split.
   """
-  from jaxcxr.data import sources  # pylint: disable=g-import-not-at-top
-
   spec = spec.strip().lower()
   if spec in ("", "none"):
     return None
   if spec == "balanced":
-    return sources.class_weights(np.asarray(class_counts))
+    return class_weights(np.asarray(class_counts))
   try:
     weights = np.asarray([float(w) for w in spec.split(",")], np.float32)
   except ValueError:
@@ -87,3 +86,12 @@ def resolve_class_weights(spec: str, class_counts: np.ndarray) -> np.ndarray | N
       f"{len(class_counts)} non-negative floats, one per class."
     )
   return weights
+
+
+def class_weights(counts: np.ndarray) -> np.ndarray:
+  """Per-class loss weights n / (k · n_c) (scikit-learn's 'balanced'); mean weight over images 1."""
+  labels = np.repeat(np.arange(len(counts)), counts)
+  present = np.unique(labels)
+  w = np.ones(len(counts), np.float32)
+  w[present] = class_weight.compute_class_weight("balanced", classes=present, y=labels)
+  return w

@@ -1,10 +1,10 @@
 """Device mesh, shardings and multi-host helpers.
 
 jaxcxr uses data parallelism through `jax.jit` with `NamedSharding` over a `('data',)` mesh of all
-devices (DESIGN.md): the batch is split along its first axis, parameters and optimizer state are
-replicated. Because the whole train step is one jitted SPMD program, batch-norm statistics and the
-mean loss are computed over the *global* batch, so an N-device step equals a 1-device step on the
-same global batch (tests/test_sharding.py checks this).
+devices (docs/design.md): the batch is split along its first axis, parameters and optimizer state
+are replicated. Because the whole train step is one jitted SPMD program, batch-norm statistics and
+the mean loss are computed over the *global* batch, so an N-device step equals a 1-device step on
+the same global batch (tests/test_sharding.py checks this).
 
 Multi-host: every process runs the same program, reads its own shard of the data and assembles
 global arrays with `jax.make_array_from_process_local_data`.

@@ -6,7 +6,7 @@
 The main is thin; everything lives in `train_and_evaluate(config, workdir)`, which tests call
 with tiny configs. The step functions are pure and jitted: the Flax NNX model is split once into
 a static graph and its state (`nnx.split`), and `train_step(state, batch)` maps a `TrainState` to
-the next one with the batch sharded over a `('data',)` mesh (DESIGN.md). Re-running a command
+the next one with the batch sharded over a `('data',)` mesh (docs/design.md). Re-running a command
 with the same workdir resumes from its latest checkpoint, input position included.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging as std_logging
 import os
 import sys
 import time
@@ -33,8 +32,8 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import config_lib, losses, metrics, models, optim, sharding
-from jaxcxr.data import augment, datasets, pipeline, sources
+from jaxcxr import cli, config_lib, losses, metrics, models, optim, sharding
+from jaxcxr.data import augment, classes, pipeline, splits, tfds_access
 
 
 @flax.struct.dataclass
@@ -192,17 +191,17 @@ def evaluate_split(
   return result
 
 
-def _load_datasets(config: ml_collections.ConfigDict) -> sources.Data:
-  """The run's splits (jaxcxr.data.sources); datasets are prepared by process 0 if needed."""
+def _load_datasets(config: ml_collections.ConfigDict) -> splits.Data:
+  """The run's splits (jaxcxr.data.splits); datasets are prepared by process 0 if needed."""
   if config.input.prepare and jax.process_index() == 0:
-    for comp in sources.components(config.input):
-      datasets.prepare(
-        datasets.get_builder(comp.data, config.input.data_dir),
+    for comp in classes.components(config.input):
+      tfds_access.prepare(
+        tfds_access.get_builder(comp.data, config.input.data_dir),
         comp.manual_dir or config.input.manual_dir,
       )
   sharding.sync("dataset_prepared")
   # Builders are re-created after preparation so that every process reads the written info.
-  return sources.load(config.input)
+  return splits.load(config.input)
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
@@ -265,7 +264,7 @@ class Setup:
   """What training and evaluation build from a config before the first step."""
 
   mesh: jax.sharding.Mesh
-  data: sources.Data  # The run's named splits.
+  data: splits.Data  # The run's named splits.
   class_names: list[str]
   train_source: Any
   class_weights: np.ndarray | None
@@ -471,31 +470,13 @@ def define_flags() -> None:
     "config", None, "Training config file (configs/*.py), with optional `:arg`.", lock_config=True
   )
   flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and eval reports go here.")
-  flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "host:port of process 0 for multi-process runs (with "
-    "--num_processes and --process_id); omit on SLURM/TPU pods and pass --multihost.",
-  )
-  flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
-  flags.DEFINE_integer("process_id", None, "This process's id in a multi-process run.")
-  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with auto-detection.")
-
-
-class QuietCheckpointLogs(std_logging.Filter):
-  """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint); keeps its warnings."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+  cli.define_multihost_flags()
 
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(QuietCheckpointLogs())
-  if FLAGS.coordinator_address or FLAGS.multihost:
-    sharding.initialize_distributed(
-      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
-    )
+  cli.quiet_checkpoint_logs()
+  cli.init_multihost()
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -14,6 +14,7 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from configs import common  # noqa: E402
 from jaxcxr import config_lib, losses, optim, sharding, train  # noqa: E402
 
 
@@ -26,7 +27,7 @@ def main():
   c.input.image_size = 32
   c.input.batch_size = 16
   c.optimizer.name = "radam"
-  config_lib.fastai_augment(c)  # Augmentation runs sharded too; its draws must not depend on it.
+  common.fastai_augment(c)  # Augmentation runs sharded too; its draws must not depend on it.
   rng = np.random.default_rng(0)
   batch = {
     "image": rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8),

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import common
 from jaxcxr import config_lib
 from jaxcxr.data import augment
 
@@ -19,7 +20,7 @@ def test_no_augmentation_is_identity():
 
 def test_fastai_augmentation_is_random_per_example_and_deterministic_per_key():
   c = config_lib.base_config()
-  config_lib.fastai_augment(c)
+  common.fastai_augment(c)
   c.augment.p_affine = c.augment.p_lighting = 1.0
   x = jnp.broadcast_to(_images(1), (4, 16, 16, 1))
   f = jax.jit(lambda k, x: augment.augment(k, x, c.augment))

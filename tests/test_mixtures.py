@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxcxr import train
-from jaxcxr.data import sources
+from jaxcxr.data import splits
 from tests.conftest import REPO
 
 DUMMY = {
@@ -41,10 +41,10 @@ def _tiny(recipe: str, data_dir: str):
 def test_mixture_recipe_trains_a_few_steps(recipe, tmp_path):
   c = _tiny(recipe, str(tmp_path / "tfds"))
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
-  data = sources.load(c.input)
+  data = splits.load(c.input)
   assert data.class_names == list(c.input.class_names)
   assert results["test"]["class_names"] == list(c.input.class_names)
-  assert results["test"]["num_examples"] == len(data.source("test"))
+  assert results["test"]["num_examples"] == len(data.split("test"))
   # Every class of the map is present in the mixture, from the dataset the map says.
   origin = collections.defaultdict(set)
   for split in data.splits.values():

@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from jaxcxr import models
-from jaxcxr.models import create, list_models, param_count
+from jaxcxr.models import create, get_default_cfg, list_models, param_count, param_counts, registry
 
 HERE = pathlib.Path(__file__).parent
 
@@ -294,3 +294,24 @@ def test_parity_with_torchvision_resnet18(tmp_path):
   x, want = ref["x"], ref["logits"]
   got = np.asarray(model(jnp.asarray(x.transpose(0, 2, 3, 1))))
   assert np.max(np.abs(got - want)) <= 1e-4, np.max(np.abs(got - want))
+
+
+def test_stored_param_counts_match_the_built_tiny_models():
+  """`default_cfg["num_params"]` (what `python -m jaxcxr.models` lists) is the built model's."""
+  tiny = list_models("*tiny*")
+  assert len(tiny) >= 6  # One per family.
+  for name in tiny:
+    abstract = nnx.eval_shape(lambda name=name: create(name, num_classes=1000))
+    assert get_default_cfg(name)["num_params"] == param_count(abstract), name
+  assert set(param_counts.NUM_PARAMS) == set(list_models())  # Every model has its count.
+
+
+def test_model_listing_check_flag_fails_on_a_wrong_count(monkeypatch, capsys):
+  from jaxcxr.models import __main__ as listing  # pylint: disable=g-import-not-at-top
+
+  assert listing.check("resnet_tiny") == []
+  cfg = dict(get_default_cfg("resnet_tiny"), num_params=1)
+  monkeypatch.setattr(registry._MODELS["resnet_tiny"], "default_cfg", cfg)
+  assert listing.check("resnet_tiny") == [
+    f"resnet_tiny: stored 1, built {param_counts.NUM_PARAMS['resnet_tiny']}"
+  ]

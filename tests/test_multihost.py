@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from jaxcxr.data import datasets
+from jaxcxr.data import tfds_access
 from tests.conftest import REPO
 
 
@@ -26,7 +26,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_train_and_evaluate(tfds_dir, tmp_path):
   # Prepared beforehand here only to keep the two processes' logs about training.
-  datasets.prepare(datasets.get_builder("synthetic_cxr/tiny", tfds_dir))
+  tfds_access.prepare(tfds_access.get_builder("synthetic_cxr/tiny", tfds_dir))
   port = _free_port()
   common = [
     sys.executable,

@@ -8,7 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from jaxcxr import config_lib, losses, metrics, train
-from jaxcxr.data import datasets, sources
+from jaxcxr.data import classes, splits, tfds_access
 from tests.conftest import REPO, require_shared
 
 NIH_DUMMY = REPO / "tfds_builders" / "nih_chestxray14" / "dummy_data" / "box"
@@ -54,13 +54,13 @@ def test_multilabel_metrics_match_sklearn_per_finding():
 
 def test_strata_are_the_rarest_finding():
   t = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 0, 1]], np.uint8)  # Frequencies 3, 1, 1.
-  assert sources._multilabel_strata(t).tolist() == [1, 0, 3, 2]
+  assert classes.multilabel_strata(t).tolist() == [1, 0, 3, 2]
 
 
 @pytest.fixture(scope="module")
 def nih_dir(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("tfds_nih"))
-  datasets.prepare(datasets.get_builder("nih_chestxray14", out), str(NIH_DUMMY))
+  tfds_access.prepare(tfds_access.get_builder("nih_chestxray14", out), str(NIH_DUMMY))
   return out
 
 
@@ -79,12 +79,12 @@ def _tiny(data_dir, manual_dir=None):
 def test_views_give_multi_hot_targets_without_no_finding(nih_dir):
   c = _tiny(nih_dir)
   c.input.splits.method = "builder"
-  data = sources.load(c.input)
+  data = splits.load(c.input)
   assert data.multi_label and len(data.class_names) == 14
-  builder = datasets.get_builder("nih_chestxray14", nih_dir)
+  builder = tfds_access.get_builder("nih_chestxray14", nih_dir)
   raw = builder.as_data_source("train")
   names = list(builder.info.features["labels"].feature.names)
-  view = data.source("train")
+  view = data.split("train")
   for i in range(len(view)):
     ex = view[i]
     expected = {names[k] for k in raw[i]["labels"]} - {"no_finding"}
@@ -94,7 +94,7 @@ def test_views_give_multi_hot_targets_without_no_finding(nih_dir):
   assert sum(dropped.values()) >= 1 and all(k.endswith(":no_finding") for k in dropped)
   c.input.balance = "oversample"
   with pytest.raises(ValueError, match="multi-label"):
-    sources.load(c.input)
+    splits.load(c.input)
 
 
 def test_nih_recipe_trains_a_few_steps_on_dummy_data(nih_dir, tmp_path):
@@ -106,7 +106,7 @@ def test_nih_recipe_trains_a_few_steps_on_dummy_data(nih_dir, tmp_path):
   c.val_split, c.eval_splits = "", ("test",)
   results = train.train_and_evaluate(c, str(tmp_path))
   test = results["test"]
-  assert test["multi_label"] and test["num_examples"] == len(sources.load(c.input).source("test"))
+  assert test["multi_label"] and test["num_examples"] == len(splits.load(c.input).split("test"))
   assert set(test["per_class"]) == set(c.input.class_names)
   c.loss.name = "softmax_xent"
   with pytest.raises(ValueError, match="sigmoid_xent"):
@@ -118,9 +118,9 @@ def test_nih_recipe_on_the_real_sample(tmp_path):
   manual_dir = require_shared("nih-chestxray14")
   c = _tiny(str(tmp_path / "tfds"), str(manual_dir))
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
-  data = sources.load(c.input)
+  data = splits.load(c.input)
   assert sum(len(v) for v in data.splits.values()) == 471
   test = results["test"]
-  assert test["num_examples"] == len(data.source("test"))
+  assert test["num_examples"] == len(data.split("test"))
   # Every finding of the sample has positives in test (stratified on the rarest finding).
   assert test["auroc_macro"] is not None and "auroc_note" not in test, test.get("auroc_note")

@@ -1,4 +1,4 @@
-"""Patient-disjoint splits, mixtures with class maps, class balance (jaxcxr.data.sources)."""
+"""Patient-disjoint splits, mixtures with class maps, class balance (jaxcxr.data.splits)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from sklearn.utils import class_weight
 
 from jaxcxr import config_lib, losses
-from jaxcxr.data import datasets, sources
+from jaxcxr.data import resplit, splits, tfds_access, views
 from tests.conftest import REPO, set_keys
 
 KERMANY_DUMMY = REPO / "tfds_builders" / "chest_xray_pneumonia" / "dummy_data"
@@ -43,7 +43,7 @@ def _patients(groups, rows):
 
 def test_fractions_are_patient_disjoint_stratified_and_cover_everything():
   labels, groups = _cohort()
-  parts = sources.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
+  parts = resplit.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
   assert set(parts) == {"train", "val", "test"}
   all_rows = np.concatenate(list(parts.values()))
   assert sorted(all_rows) == list(range(len(labels)))  # Each image exactly once.
@@ -59,9 +59,9 @@ def test_fractions_are_patient_disjoint_stratified_and_cover_everything():
     got = np.bincount(labels[rows], minlength=3) / len(rows)
     assert np.abs(got - overall).max() < 0.06, (name, got, overall)
   # Deterministic in the seed, different across seeds.
-  again = sources.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
+  again = resplit.split_rows(labels, groups, _splits_cfg(method="fractions"), 3)
   assert all(np.array_equal(parts[k], again[k]) for k in parts)
-  other = sources.split_rows(labels, groups, _splits_cfg(method="fractions", seed=1), 3)
+  other = resplit.split_rows(labels, groups, _splits_cfg(method="fractions", seed=1), 3)
   assert not np.array_equal(parts["test"], other["test"])
 
 
@@ -69,7 +69,7 @@ def test_kfold_test_folds_partition_the_data():
   labels, groups = _cohort()
   seen = []
   for fold in range(5):
-    parts = sources.split_rows(labels, groups, _splits_cfg(method="kfold", fold=fold), 3)
+    parts = resplit.split_rows(labels, groups, _splits_cfg(method="kfold", fold=fold), 3)
     assert not _patients(groups, parts["test"]) & _patients(groups, parts["train"])
     assert not _patients(groups, parts["val"]) & _patients(groups, parts["train"])
     assert len(parts["train"]) + len(parts["val"]) + len(parts["test"]) == len(labels)
@@ -77,29 +77,29 @@ def test_kfold_test_folds_partition_the_data():
     seen.append(parts["test"])
   assert sorted(np.concatenate(seen)) == list(range(len(labels)))
   with pytest.raises(ValueError, match="unset test_per_class"):
-    sources.split_rows(labels, groups, _splits_cfg(method="kfold", test_per_class=5), 3)
+    resplit.split_rows(labels, groups, _splits_cfg(method="kfold", test_per_class=5), 3)
   with pytest.raises(ValueError, match="fold=5 is out of range"):
-    sources.split_rows(labels, groups, _splits_cfg(method="kfold", fold=5), 3)
+    resplit.split_rows(labels, groups, _splits_cfg(method="kfold", fold=5), 3)
 
 
 def test_fixed_number_of_test_images_per_class():
   labels, groups = _cohort()
-  parts = sources.split_rows(
+  parts = resplit.split_rows(
     labels, groups, _splits_cfg(method="fractions", test_per_class=20, fractions=(0.8, 0.2, 0)), 3
   )
   assert np.bincount(labels[parts["test"]]).tolist() == [20, 20, 20]
   assert not _patients(groups, parts["test"]) & _patients(groups, parts["train"])
   assert not _patients(groups, parts["val"]) & _patients(groups, parts["train"])
   with pytest.raises(ValueError, match="fewer images"):
-    sources.split_rows(labels, groups, _splits_cfg(method="fractions", test_per_class=10**4), 3)
+    resplit.split_rows(labels, groups, _splits_cfg(method="fractions", test_per_class=10**4), 3)
 
 
 def test_too_few_patients_for_the_folds_is_a_clear_error():
   labels, groups = np.array([0, 1, 0, 1]), np.array(["a", "a", "b", "b"])
   with pytest.raises(ValueError, match="from 2 patients"):
-    sources.split_rows(labels, groups, _splits_cfg(method="kfold"), 2)
+    resplit.split_rows(labels, groups, _splits_cfg(method="kfold"), 2)
   with pytest.raises(ValueError, match="must sum to 1"):
-    sources.split_rows(
+    resplit.split_rows(
       labels, groups, _splits_cfg(method="fractions", fractions=(0.5, 0.1, 0.1)), 2
     )
 
@@ -107,22 +107,22 @@ def test_too_few_patients_for_the_folds_is_a_clear_error():
 @pytest.mark.parametrize("how", ["oversample", "undersample"])
 def test_balance_rows(how):
   labels = np.array([0] * 30 + [1] * 10 + [2] * 5)
-  rows = sources.balance_rows(labels, how, seed=0)
+  rows = resplit.balance_rows(labels, how, seed=0)
   counts = np.bincount(labels[rows]).tolist()
   assert counts == ([30, 30, 30] if how == "oversample" else [5, 5, 5])
   if how == "oversample":
     assert set(range(len(labels))) <= set(rows.tolist())  # Every original image kept.
   else:
     assert len(set(rows.tolist())) == 15  # No image twice.
-  assert np.array_equal(rows, sources.balance_rows(labels, how, seed=0))
+  assert np.array_equal(rows, resplit.balance_rows(labels, how, seed=0))
   with pytest.raises(ValueError, match="not one of"):
-    sources.balance_rows(labels, "smote", seed=0)
+    resplit.balance_rows(labels, "smote", seed=0)
 
 
 def test_class_weights_follow_sklearn_balanced_and_weight_the_loss():
   counts = np.array([30, 10, 5])
   labels = np.repeat(np.arange(3), counts)
-  w = sources.class_weights(counts)
+  w = losses.class_weights(counts)
   expected = class_weight.compute_class_weight("balanced", classes=np.arange(3), y=labels)
   np.testing.assert_allclose(w, expected, rtol=1e-6)
   assert abs(w[labels].mean() - 1.0) < 1e-6
@@ -149,8 +149,10 @@ def test_class_weights_follow_sklearn_balanced_and_weight_the_loss():
 def data_dir(tmp_path_factory):
   """synthetic_cxr/tiny and the Kermany dummy (3class), prepared once."""
   out = str(tmp_path_factory.mktemp("tfds_sources"))
-  datasets.prepare(datasets.get_builder("synthetic_cxr/tiny", out))
-  datasets.prepare(datasets.get_builder("chest_xray_pneumonia/3class", out), str(KERMANY_DUMMY))
+  tfds_access.prepare(tfds_access.get_builder("synthetic_cxr/tiny", out))
+  tfds_access.prepare(
+    tfds_access.get_builder("chest_xray_pneumonia/3class", out), str(KERMANY_DUMMY)
+  )
   return out
 
 
@@ -162,30 +164,30 @@ def _input(data_dir, **kw) -> ml_collections.ConfigDict:
 
 
 def test_builder_splits_are_read_as_is(data_dir):
-  data = sources.load(_input(data_dir))
+  data = splits.load(_input(data_dir))
   assert data.class_names == ["normal", "pneumonia", "covid19"]
   assert {s: len(v) for s, v in data.splits.items()} == {"train": 24, "val": 8, "test": 8}
-  ex = data.source("train")[3]
+  ex = data.split("train")[3]
   assert ex["image"].shape == (64, 64, 1) and ex["dataset"] == "synthetic_cxr/tiny"
-  assert len(data.source("train").labels) == 24  # Index read on demand.
+  assert len(data.split("train").labels) == 24  # Index read on demand.
   with pytest.raises(ValueError, match="not one of this run's splits"):
-    data.source("holdout")
+    data.split("holdout")
 
 
 def test_resplit_pools_all_splits_patient_disjointly(data_dir):
-  data = sources.load(_input(data_dir, **{"splits.method": "fractions"}))
+  data = splits.load(_input(data_dir, **{"splits.method": "fractions"}))
   sizes = {s: len(v) for s, v in data.splits.items()}
   assert sum(sizes.values()) == 40, sizes
   patients = {s: set(v.patients) for s, v in data.splits.items()}
   assert not patients["train"] & patients["test"] and not patients["train"] & patients["val"]
   assert data.report["splits"]["test"]["images"] == sizes["test"]
   # Records come through with the view's label.
-  v = data.source("test")
+  v = data.split("test")
   assert [v[i]["label"] for i in range(len(v))] == v.labels.tolist()
 
 
 def test_keep_official_test_and_resplit_the_rest(data_dir):
-  data = sources.load(
+  data = splits.load(
     _input(
       data_dir,
       **{
@@ -195,10 +197,10 @@ def test_keep_official_test_and_resplit_the_rest(data_dir):
       },
     )
   )
-  assert len(data.source("test")) == 8
-  assert len(data.source("train")) + len(data.source("val")) == 32
+  assert len(data.split("test")) == 8
+  assert len(data.split("train")) + len(data.split("val")) == 32
   with pytest.raises(ValueError, match="keeps 'test'"):
-    sources.load(_input(data_dir, **{"splits.method": "fractions", "splits.keep": ("test",)}))
+    splits.load(_input(data_dir, **{"splits.method": "fractions", "splits.keep": ("test",)}))
 
 
 def test_mixture_with_class_maps(data_dir):
@@ -214,9 +216,9 @@ def test_mixture_with_class_maps(data_dir):
     ),
     class_names=("normal", "pneumonia", "covid-19"),
   )
-  data = sources.load(cfg)
+  data = splits.load(cfg)
   assert data.class_names == ["normal", "pneumonia", "covid-19"]
-  train = data.source("train")
+  train = data.split("train")
   by_dataset = collections.Counter()
   for i in range(len(train)):
     ex = train[i]
@@ -227,7 +229,7 @@ def test_mixture_with_class_maps(data_dir):
   }
   assert sum(v for k, v in by_dataset.items() if k[0].startswith("chest_xray")) == 8
   assert "val" not in data.splits or all(
-    p.startswith("synthetic_cxr:") for p in data.source("val").patients
+    p.startswith("synthetic_cxr:") for p in data.split("val").patients
   )
   dropped = data.report["left_out_by_class_map"]
   assert dropped["synthetic_cxr/tiny:train:normal"] > 0
@@ -235,17 +237,17 @@ def test_mixture_with_class_maps(data_dir):
 
   bad = _input(data_dir, mixture=({"data": "synthetic_cxr/tiny", "class_map": {"covid": "x"}},))
   with pytest.raises(ValueError, match=r"\['covid'\].*classes are"):
-    sources.load(bad)
+    splits.load(bad)
   with pytest.raises(ValueError, match="unknown"):
-    sources.load(_input(data_dir, mixture=({"data": "synthetic_cxr/tiny", "maps": {}},)))
+    splits.load(_input(data_dir, mixture=({"data": "synthetic_cxr/tiny", "maps": {}},)))
 
 
 def test_balance_through_load(data_dir):
-  data = sources.load(_input(data_dir, balance="oversample"))
-  counts = np.bincount(data.source("train").labels)
+  data = splits.load(_input(data_dir, balance="oversample"))
+  counts = np.bincount(data.split("train").labels)
   assert len(set(counts.tolist())) == 1
   assert data.report["balance"]["after"] == counts.tolist()
-  assert len(data.source("test")) == 8  # Only the training split is resampled.
+  assert len(data.split("test")) == 8  # Only the training split is resampled.
 
 
 def test_training_on_resplit_balanced_weighted_data(data_dir, tmp_path):
@@ -259,12 +261,12 @@ def test_training_on_resplit_balanced_weighted_data(data_dir, tmp_path):
   c.input.splits.fold = 1
   c.loss.class_weights = "balanced"
   results = train.train_and_evaluate(c, str(tmp_path))
-  data = sources.load(c.input)
-  assert results["test"]["num_examples"] == len(data.source("test")) > 0
+  data = splits.load(c.input)
+  assert results["test"]["num_examples"] == len(data.split("test")) > 0
   assert np.isfinite(results["val"]["accuracy"])
   written = json.loads((tmp_path / "data_splits.json").read_text())
   assert written["method"] == "kfold" and written["balance"]["how"] == "undersample"
-  assert written["splits"]["test"]["images"] == len(data.source("test"))
+  assert written["splits"]["test"]["images"] == len(data.split("test"))
   assert not set(written["patients"]["train"]) & set(written["patients"]["test"])
 
 
@@ -277,23 +279,24 @@ def test_kermany_recipe_keeps_official_test_and_removes_shared_patients(tmp_path
   manual_dir = require_shared("chest_xray")
   c = chest_xray.get_config()
   c.input.data_dir = str(tmp_path)
-  builder = datasets.prepare(datasets.get_builder(c.input.data, c.input.data_dir), str(manual_dir))
-  data = sources.load(c.input)
+  builder = tfds_access.prepare(
+    tfds_access.get_builder(c.input.data, c.input.data_dir), str(manual_dir)
+  )
+  data = splits.load(c.input)
   official = {
-    s: set(sources._PlainView(s, builder, c.input.data).patients) for s in ("train", "val", "test")
+    s: set(views._PlainView(s, builder, c.input.data).patients) for s in ("train", "val", "test")
   }
   shared = (official["train"] | official["val"]) & official["test"]
   assert shared  # The trap is real in the sample...
-  test, train, val = (set(data.source(s).patients) for s in ("test", "train", "val"))
+  test, train, val = (set(data.split(s).patients) for s in ("test", "train", "val"))
   assert (
-    test == official["test"]
-    and len(data.source("test")) == builder.info.splits["test"].num_examples
+    test == official["test"] and len(data.split("test")) == builder.info.splits["test"].num_examples
   )
   assert not (train | val) & test and not train & val  # ...and gone from the splits.
   removed = data.report["removed_patient_overlap_with_kept"]
   assert removed["patients"] == len(shared)
   total = sum(builder.info.splits[s].num_examples for s in ("train", "val"))
-  assert len(data.source("train")) + len(data.source("val")) + removed["images"] == total
+  assert len(data.split("train")) + len(data.split("val")) + removed["images"] == total
 
 
 def test_group_duplicates_keeps_copies_under_other_patient_ids_together(tmp_path):
@@ -309,13 +312,13 @@ def test_group_duplicates_keeps_copies_under_other_patient_ids_together(tmp_path
     root / "person99_virus_1.jpeg", quality=90
   )
   data_dir = str(tmp_path / "tfds")
-  datasets.prepare(datasets.get_builder("chest_xray_pneumonia/3class", data_dir), str(manual))
+  tfds_access.prepare(tfds_access.get_builder("chest_xray_pneumonia/3class", data_dir), str(manual))
   cfg = _input(data_dir, **{"splits.method": "fractions", "splits.group_duplicates": True})
   cfg.data = "chest_xray_pneumonia/3class"
   cfg.splits.fractions = (0.5, 0.0, 0.5)
   for seed in range(4):
     cfg.splits.seed = seed
-    data = sources.load(cfg)
+    data = splits.load(cfg)
     where = {
       p: s
       for s, v in data.splits.items()

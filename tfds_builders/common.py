@@ -16,12 +16,12 @@ Conventions (set by `chest_xray_pneumonia`, the first builder):
 from __future__ import annotations
 
 import collections
-import io
 
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-from PIL import Image
+
+from jaxcxr.data import images
 
 # Maximum number of file names spelled out per reason in a summary.
 MAX_NAMES_LOGGED = 50
@@ -72,37 +72,16 @@ def layout_error(path: epath.Path, what: str, help_text: str) -> FileNotFoundErr
 def grayscale_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
   """Single-channel image bytes; raises if PIL cannot fully decode `data`.
 
+  The one grey-level rule of `jaxcxr.data.images` (16-bit scaled so that 0 stays black and the
+  maximum is 255, transparency composited onto black), so that the stored image is what the
+  pipeline and the audit would decode from the original file.
+
   Args:
     data: the file's bytes (JPEG, PNG, ...; any PIL mode).
     encoding: `jpeg` (quality 95) or `png`, the encoding of the dataset's image feature. Files
       that are already grey and in that format are returned unchanged.
   """
-  fmt = {"jpeg": "JPEG", "png": "PNG"}[encoding]
-  with Image.open(io.BytesIO(data)) as img:
-    # A full decode, not `verify()`: verify misses truncated JPEGs, common in downloads.
-    img.load()
-    if img.mode == "L" and img.format == fmt:
-      return data
-    if img.mode in ("I;16", "I;16B", "I"):
-      # 16-bit PNGs (NIH, Montgomery): scale to 8 bits instead of clipping.
-      import numpy as np  # pylint: disable=g-import-not-at-top
-
-      arr = np.asarray(img, dtype=np.float64)
-      hi = arr.max() if arr.max() > 0 else 1.0
-      gray = Image.fromarray((arr * (255.0 / hi)).round().astype(np.uint8), "L")
-    elif img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-      # Transparent pixels composite onto black (the film background), not onto garbage.
-      rgba = img.convert("RGBA")
-      background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-      gray = Image.alpha_composite(background, rgba).convert("L")
-    else:
-      gray = img.convert("L")
-  buf = io.BytesIO()
-  if fmt == "JPEG":
-    gray.save(buf, format="JPEG", quality=95)
-  else:
-    gray.save(buf, format="PNG")
-  return buf.getvalue()
+  return images.grey_image_bytes(data, encoding)
 
 
 class SkipLog:

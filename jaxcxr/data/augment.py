@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxcxr.constants import PREPROCESSING_MODES
+
 
 def _augment_one(key: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
   """Augments one float image (H, W, C) in [0, 1]."""
@@ -68,17 +70,6 @@ def augment(key: jax.Array, images: jax.Array, cfg: ml_collections.ConfigDict) -
 def to_float(images: jax.Array) -> jax.Array:
   """uint8 → float32 in [0, 1]."""
   return images.astype(jnp.float32) / 255.0
-
-
-# The Keras `preprocess_input` modes the studies used, as (mean, std) on [0, 1] images.
-# caffe: BGR channel order, 0-255, ImageNet BGR mean subtracted, no scaling. Grey radiographs are
-# replicated to three equal channels, so the RGB→BGR swap is a no-op on the image; only the mean
-# vector is in BGR order, matching the first conv of caffe-mode weights.
-PREPROCESSING_MODES = {
-  "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-  "caffe": ((103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255)),
-  "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 
 
 def mode_mean_std(

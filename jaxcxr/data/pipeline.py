@@ -22,6 +22,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jaxcxr.data.images import to_grey
+
 
 class Preprocess(grain.transforms.Map):
   """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S."""
@@ -31,13 +33,9 @@ class Preprocess(grain.transforms.Map):
     self.label_key = label_key
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
-    image = np.asarray(element["image"])
-    if image.ndim == 3 and image.shape[-1] == 1:
-      pil = Image.fromarray(image[..., 0])
-    else:
-      # Radiographs are grey; RGB(A) copies (common in the COVID collections) are converted
-      # with the ITU-R 601 luma weights PIL uses.
-      pil = Image.fromarray(image).convert("L")
+    # Radiographs are grey; RGB(A) copies (common in the COVID collections) and deeper pixels are
+    # converted by the one decoder the builders and the audit use.
+    pil = Image.fromarray(to_grey(element["image"]))
     if pil.size != (self.image_size, self.image_size):
       pil = pil.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=None)
     label = element[self.label_key]
@@ -49,7 +47,7 @@ class Preprocess(grain.transforms.Map):
 
 
 def train_iterator(
-  source: Any,
+  split: Any,
   *,
   local_batch_size: int,
   image_size: int,
@@ -60,27 +58,27 @@ def train_iterator(
   """An endless iterator of this process's training batches (checkpointable via grain).
 
   Args:
-    source: a random-access source (`tfds` data source of the train split).
+    split: the training split, random access by index (a `jaxcxr.data.views.View`).
     local_batch_size: examples per batch on this process.
     image_size: side of the square the images are resized to.
     seed: shuffling seed; each epoch is reshuffled deterministically from it.
     num_workers: grain worker processes (0: decode in threads of this process).
     num_threads: reader threads per worker.
   """
-  if len(source) < local_batch_size * jax.process_count():
+  if len(split) < local_batch_size * jax.process_count():
     raise ValueError(
-      f"The training split has {len(source)} examples, fewer than one global batch "
+      f"The training split has {len(split)} examples, fewer than one global batch "
       f"({local_batch_size * jax.process_count()}); lower config.input.batch_size."
     )
   sampler = grain.samplers.IndexSampler(
-    num_records=len(source),
+    num_records=len(split),
     shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
     shuffle=True,
     num_epochs=None,
     seed=seed,
   )
   loader = grain.DataLoader(
-    data_source=source,
+    data_source=split,
     sampler=sampler,
     operations=[
       Preprocess(image_size),
@@ -93,20 +91,20 @@ def train_iterator(
 
 
 def eval_batches(
-  source: Any, *, local_batch_size: int, image_size: int, num_threads: int = 4
+  split: Any, *, local_batch_size: int, image_size: int, num_threads: int = 4
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of a split, once, in order, as padded batches with a `mask`.
 
   Every process yields the same number of batches (collectives need that); padding examples have
   `mask == 0` and are removed before metrics are computed.
   """
-  n = len(source)
+  n = len(split)
   per_process = math.ceil(n / jax.process_count())
   start = min(jax.process_index() * per_process, n)
   stop = min(start + per_process, n)
   num_batches = max(1, math.ceil(per_process / local_batch_size))
   ds = (
-    grain.MapDataset.source(source)[start:stop]
+    grain.MapDataset.source(split)[start:stop]
     .map(Preprocess(image_size))
     .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
@@ -114,7 +112,7 @@ def eval_batches(
   ex = next(it, None)
   # Every process builds the same arrays, even with an empty slice: the label shape (class ids,
   # or multi-hot vectors) comes from the split's metadata, not from an example.
-  label_shape, label_dtype = getattr(source, "label_spec", ((), np.int32))
+  label_shape, label_dtype = getattr(split, "label_spec", ((), np.int32))
   for _ in range(num_batches):
     images = np.zeros((local_batch_size, image_size, image_size, 1), np.uint8)
     labels = np.zeros((local_batch_size, *label_shape), label_dtype)

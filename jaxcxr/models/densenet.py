@@ -32,51 +32,15 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
+from jaxcxr.models.layers import KAIMING_FAN_IN, batch_norm, conv
+from jaxcxr.models.registry import imagenet_cfg, register_variant
 
 __all__ = ["DenseBlock", "DenseLayer", "DenseNet", "DenseNetFeatures", "Transition"]
 
 # torchvision: kaiming_normal_ with its defaults (mode='fan_in', nonlinearity='relu'), i.e. an
 # untruncated normal with variance 2 / (in_channels * kh * kw).
-_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _conv(
-  in_ch: int,
-  out_ch: int,
-  kernel: int,
-  stride: int = 1,
-  *,
-  rngs: nnx.Rngs,
-  dtype: Dtype,
-  param_dtype: Dtype,
-) -> nnx.Conv:
-  # Explicit symmetric padding k//2 like torch ('SAME' would pad the stride-2 stem asymmetrically).
-  pad = kernel // 2
-  return nnx.Conv(
-    in_ch,
-    out_ch,
-    (kernel, kernel),
-    strides=(stride, stride),
-    padding=((pad, pad), (pad, pad)),
-    use_bias=False,
-    kernel_init=_CONV_INIT,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
-  )
-
-
-def _bn(ch: int, *, eps: float, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
-  # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
-  return nnx.BatchNorm(
-    ch, momentum=0.9, epsilon=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-  )
 
 
 class DenseLayer(nnx.Module):
@@ -106,10 +70,10 @@ class DenseLayer(nnx.Module):
     """
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     mid = bn_size * growth_rate
-    self.norm1 = _bn(in_ch, eps=bn_eps, **kw)
-    self.conv1 = _conv(in_ch, mid, 1, **kw)
-    self.norm2 = _bn(mid, eps=bn_eps, **kw)
-    self.conv2 = _conv(mid, growth_rate, 3, **kw)
+    self.norm1 = batch_norm(in_ch, eps=bn_eps, **kw)
+    self.conv1 = conv(in_ch, mid, 1, kernel_init=KAIMING_FAN_IN, **kw)
+    self.norm2 = batch_norm(mid, eps=bn_eps, **kw)
+    self.conv2 = conv(mid, growth_rate, 3, kernel_init=KAIMING_FAN_IN, **kw)
 
   def __call__(self, features: Sequence[jax.Array], *, train: bool = False) -> jax.Array:
     """New ``growth_rate`` channels from the list of earlier NHWC feature maps."""
@@ -194,8 +158,8 @@ class Transition(nnx.Module):
     param_dtype: Dtype = jnp.float32,
   ):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
-    self.norm = _bn(in_ch, eps=bn_eps, **kw)
-    self.conv = _conv(in_ch, out_ch, 1, **kw)
+    self.norm = batch_norm(in_ch, eps=bn_eps, **kw)
+    self.conv = conv(in_ch, out_ch, 1, kernel_init=KAIMING_FAN_IN, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     x = self.conv(nnx.relu(self.norm(x, use_running_average=not train)))
@@ -230,8 +194,8 @@ class DenseNetFeatures(nnx.Module):
   ):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     self.num_blocks = len(block_config)
-    self.conv0 = _conv(in_chans, num_init_features, 7, 2, **kw)
-    self.norm0 = _bn(num_init_features, eps=bn_eps, **kw)
+    self.conv0 = conv(in_chans, num_init_features, 7, 2, kernel_init=KAIMING_FAN_IN, **kw)
+    self.norm0 = batch_norm(num_init_features, eps=bn_eps, **kw)
     ch = num_init_features
     for i, num_layers in enumerate(block_config, start=1):
       block = DenseBlock(
@@ -248,7 +212,7 @@ class DenseNetFeatures(nnx.Module):
       if i < self.num_blocks:
         setattr(self, f"transition{i}", Transition(ch, ch // 2, bn_eps=bn_eps, **kw))
         ch //= 2
-    self.norm5 = _bn(ch, eps=bn_eps, **kw)
+    self.norm5 = batch_norm(ch, eps=bn_eps, **kw)
     self.num_features = ch
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -332,20 +296,6 @@ class DenseNet(Backbone):
     return nnx.relu(self.features(x, train=train))
 
 
-def _cfg(**overrides: Any) -> dict[str, Any]:
-  cfg = {
-    "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
-    "first_conv": "features.conv0",
-    "classifier": "head.fc",
-    "interpolation": "bilinear",
-    "crop_pct": 0.875,
-  }
-  cfg.update(overrides)
-  return cfg
-
-
 def _register_densenet(
   name: str,
   growth_rate: int,
@@ -353,14 +303,19 @@ def _register_densenet(
   num_init_features: int,
   **defaults: Any,
 ) -> None:
-  """Registers ``name`` as a partial of :class:`DenseNet` (flax examples' partial pattern)."""
-
-  def factory(**kwargs: Any) -> DenseNet:
-    return DenseNet(growth_rate, block_config, num_init_features, **{**defaults, **kwargs})
-
-  factory.__name__ = factory.__qualname__ = name
-  factory.__doc__ = f"{name}: growth {growth_rate}, blocks {list(block_config)}."
-  register(name, default_cfg=_cfg())(factory)
+  """Registers ``name`` as a partial of :class:`DenseNet`."""
+  register_variant(
+    name,
+    DenseNet,
+    growth_rate,
+    block_config,
+    num_init_features,
+    default_cfg=imagenet_cfg(
+      first_conv="features.conv0", classifier="head.fc", interpolation="bilinear", crop_pct=0.875
+    ),
+    doc=f"{name}: growth {growth_rate}, blocks {list(block_config)}.",
+    **defaults,
+  )
 
 
 _register_densenet("densenet121", 32, (6, 12, 24, 16), 64)

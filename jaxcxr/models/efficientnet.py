@@ -36,7 +36,16 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
+from jaxcxr.models.layers import (
+  Conv2dSame,
+  batch_norm,
+  conv,
+  dropout_rngs,
+  get_same_padding,
+  make_divisible,
+  pool_and_dropout,
+)
+from jaxcxr.models.registry import imagenet_cfg, register_variant
 
 __all__ = [
   "B0_STAGES",
@@ -59,8 +68,6 @@ _DW_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
 # timm's _init_weight_goog for the classifier: U(-1/sqrt(num_classes), 1/sqrt(num_classes)).
 _LINEAR_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _TF_LITE_MEAN = (0.5, 0.5, 0.5)
 _TF_LITE_STD = (0.5, 0.5, 0.5)
 
@@ -101,42 +108,8 @@ B0_STAGES: tuple[StageSpec, ...] = (
 
 
 def round_channels(channels: float, multiplier: float = 1.0, divisor: int = 8) -> int:
-  """timm's ``round_channels``/``make_divisible``: nearest multiple of ``divisor``, >= divisor,
-  rounded up when rounding down would lose more than 10%."""
-  v = channels * multiplier
-  new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-  if new_v < 0.9 * v:
-    new_v += divisor
-  return new_v
-
-
-def get_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> int:
-  """Total TF 'SAME' padding of one spatial axis (timm's ``get_same_padding``)."""
-  return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-
-
-class Conv2dSame(nnx.Conv):
-  """Convolution with TensorFlow 'SAME' padding, computed from the input size at call time.
-
-  timm's ``Conv2dSame``/``pad_same``: the total padding of each axis goes half before and the
-  rest (one more when odd) after; a 3x3/2 conv pads a 64 px input by (0, 1) and a 65 px one by
-  (1, 1). Torch-style symmetric padding would shift feature maps by a pixel against TF weights.
-  Construct it with ``padding='VALID'`` and 2-tuple ``strides``/``kernel_dilation``; the
-  parameters are those of ``nnx.Conv``.
-  """
-
-  def __call__(self, x: jax.Array) -> jax.Array:  # type: ignore[override]
-    pads = [(0, 0)]
-    for axis in range(2):
-      total = get_same_padding(
-        x.shape[1 + axis],
-        self.kernel_size[axis],
-        self.strides[axis],  # type: ignore[index]
-        self.kernel_dilation[axis],  # type: ignore[index]
-      )
-      pads.append((total // 2, total - total // 2))
-    pads.append((0, 0))
-    return super().__call__(jnp.pad(x, pads))
+  """timm's ``round_channels``: ``make_divisible(channels * multiplier, divisor)``."""
+  return make_divisible(channels * multiplier, divisor)
 
 
 def _conv(
@@ -156,35 +129,34 @@ def _conv(
   pads like TF (statically when that is symmetric, i.e. stride 1 and an odd kernel)."""
   if pad_type not in ("", "same"):
     raise ValueError(f"EfficientNet: pad_type must be '' or 'same', got {pad_type!r}")
-  common = {
-    "strides": (stride, stride),
-    "feature_group_count": in_ch if depthwise else 1,
-    "use_bias": use_bias,
-    "kernel_init": _DW_CONV_INIT if depthwise else _CONV_INIT,
-    "dtype": dtype,
-    "param_dtype": param_dtype,
-    "rngs": rngs,
-  }
+  groups = in_ch if depthwise else 1
+  kernel_init = _DW_CONV_INIT if depthwise else _CONV_INIT
+  kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
   if pad_type == "same" and not (stride == 1 and (kernel - 1) % 2 == 0):
     return Conv2dSame(
-      in_ch, out_ch, (kernel, kernel), padding="VALID", kernel_dilation=(1, 1), **common
+      in_ch,
+      out_ch,
+      (kernel, kernel),
+      strides=(stride, stride),
+      padding="VALID",
+      kernel_dilation=(1, 1),
+      feature_group_count=groups,
+      use_bias=use_bias,
+      kernel_init=kernel_init,
+      **kw,
     )
   pad = ((stride - 1) + (kernel - 1)) // 2  # timm's get_padding (dilation 1)
-  return nnx.Conv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)), **common)
-
-
-def _bn(ch: int, eps: float, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
-  # Flax momentum is the weight of the old statistics: 0.9 == torch's (and timm's) 0.1.
-  return nnx.BatchNorm(
-    ch, momentum=0.9, epsilon=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+  return conv(
+    in_ch,
+    out_ch,
+    kernel,
+    stride,
+    padding=pad,
+    groups=groups,
+    bias=use_bias,
+    kernel_init=kernel_init,
+    **kw,
   )
-
-
-def _as_rngs(rngs: nnx.Rngs | jax.Array | None) -> nnx.Rngs | None:
-  """A raw key becomes an ``nnx.Rngs`` so that every dropout / drop-path draws a fresh key."""
-  if rngs is None or isinstance(rngs, nnx.Rngs):
-    return rngs
-  return nnx.Rngs(dropout=rngs)
 
 
 def drop_path(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
@@ -276,11 +248,11 @@ class DepthwiseSeparable(_Block):
     """Builds the block; ``se_ratio`` is relative to ``in_ch`` (0 disables SE)."""
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     self.conv_dw = _conv(in_ch, in_ch, kernel, stride, pad_type=pad_type, depthwise=True, **kw)
-    self.bn1 = _bn(in_ch, bn_eps, **kw)
+    self.bn1 = batch_norm(in_ch, eps=bn_eps, **kw)
     # Python's round, as timm: the reduced width is round(in_ch * se_ratio).
     self.se = SqueezeExcite(in_ch, round(in_ch * se_ratio), act, **kw) if se_ratio else None
     self.conv_pw = _conv(in_ch, out_ch, 1, pad_type=pad_type, **kw)
-    self.bn2 = _bn(out_ch, bn_eps, **kw)
+    self.bn2 = batch_norm(out_ch, eps=bn_eps, **kw)
     self.act = act
     self.has_skip = stride == 1 and in_ch == out_ch
     self.drop_path_rate = drop_path_rate
@@ -324,14 +296,14 @@ class InvertedResidual(_Block):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     mid = round_channels(in_ch * exp_ratio)
     self.conv_pw = _conv(in_ch, mid, 1, pad_type=pad_type, **kw)
-    self.bn1 = _bn(mid, bn_eps, **kw)
+    self.bn1 = batch_norm(mid, eps=bn_eps, **kw)
     self.conv_dw = _conv(mid, mid, kernel, stride, pad_type=pad_type, depthwise=True, **kw)
-    self.bn2 = _bn(mid, bn_eps, **kw)
+    self.bn2 = batch_norm(mid, eps=bn_eps, **kw)
     # timm divides the ratio by exp_ratio and applies it to the expanded width, in this order.
     rd = round(mid * (se_ratio / exp_ratio))
     self.se = SqueezeExcite(mid, rd, act, **kw) if se_ratio else None
     self.conv_pwl = _conv(mid, out_ch, 1, pad_type=pad_type, **kw)
-    self.bn3 = _bn(out_ch, bn_eps, **kw)
+    self.bn3 = batch_norm(out_ch, eps=bn_eps, **kw)
     self.act = act
     self.has_skip = stride == 1 and in_ch == out_ch
     self.drop_path_rate = drop_path_rate
@@ -402,7 +374,7 @@ class EfficientNet(nnx.Module):
     se_ratio = 0.0 if lite else 0.25
     stem = 32 if lite else round_channels(32, width)
     self.conv_stem = _conv(in_chans, stem, 3, 2, pad_type=pad_type, **kw)
-    self.bn1 = _bn(stem, bn_eps, **kw)
+    self.bn1 = batch_norm(stem, eps=bn_eps, **kw)
 
     last = len(stages) - 1
     repeats = [
@@ -435,7 +407,7 @@ class EfficientNet(nnx.Module):
 
     self.num_features = head_chs if lite else round_channels(head_chs, width)
     self.conv_head = _conv(in_ch, self.num_features, 1, pad_type=pad_type, **kw)
-    self.bn2 = _bn(self.num_features, bn_eps, **kw)
+    self.bn2 = batch_norm(self.num_features, eps=bn_eps, **kw)
     self.act = act
 
     self.in_chans = in_chans
@@ -463,7 +435,7 @@ class EfficientNet(nnx.Module):
     This is the un-pooled map Grad-CAM hooks onto.
     """
     ura = not train
-    rngs = _as_rngs(rngs)
+    rngs = dropout_rngs(rngs)
     x = self.act(self.bn1(self.conv_stem(x), use_running_average=ura))
     for stage in self.blocks:
       for blk in stage:
@@ -478,14 +450,7 @@ class EfficientNet(nnx.Module):
     rngs: nnx.Rngs | jax.Array | None = None,
   ) -> jax.Array:
     """Global average pool, dropout (train only, key from ``rngs``) and classify."""
-    x = jnp.mean(feats, axis=(1, 2))
-    if train and self.drop_rate > 0.0:
-      if rngs is None:
-        raise ValueError(
-          f"EfficientNet: train=True with drop_rate={self.drop_rate} needs a dropout key; "
-          "pass rngs=nnx.Rngs(dropout=key) or a jax.random key."
-        )
-      x = self.dropout(x, deterministic=False, rngs=_as_rngs(rngs))
+    x = pool_and_dropout(feats, self.dropout, train=train, rngs=rngs, owner="EfficientNet")
     return x if self.classifier is None else self.classifier(x)
 
   def __call__(
@@ -503,7 +468,7 @@ class EfficientNet(nnx.Module):
         rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only when training with
             drop_rate or drop_path_rate > 0.
     """
-    rngs = _as_rngs(rngs)
+    rngs = dropout_rngs(rngs)
     feats = self.forward_features(x, train=train, rngs=rngs)
     return self.forward_head(feats, train=train, rngs=rngs)
 
@@ -511,26 +476,19 @@ class EfficientNet(nnx.Module):
 def _cfg(size: int, crop_pct: float, **overrides: Any) -> dict[str, Any]:
   cfg = {
     "input_size": (3, size, size),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
     "interpolation": "bicubic",
     "crop_pct": crop_pct,
     "first_conv": "conv_stem",
     "classifier": "classifier",
   }
-  cfg.update(overrides)
-  return cfg
+  return imagenet_cfg(**{**cfg, **overrides})
 
 
 def _register(name: str, cfg: dict[str, Any], **defaults: Any) -> None:
   """Registers ``name`` as a partial of :class:`EfficientNet`."""
-
-  def factory(**kwargs: Any) -> EfficientNet:
-    return EfficientNet(**{**defaults, **kwargs})
-
-  factory.__name__ = factory.__qualname__ = name
-  factory.__doc__ = f"{name}: EfficientNet with {defaults}."
-  register(name, default_cfg=cfg)(factory)
+  register_variant(
+    name, EfficientNet, default_cfg=cfg, doc=f"{name}: EfficientNet with {defaults}.", **defaults
+  )
 
 
 _TF = {"pad_type": "same", "bn_eps": BN_EPS_TF}

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr.models.layers import pool_and_dropout
+
 # torch.nn.Linear's default init draws the weight from U(-1/sqrt(fan_in), 1/sqrt(fan_in)); a
 # variance-scaling uniform with scale 1/3 has exactly that bound. We keep the bias at zero: that
 # is the usual choice for a fresh transfer-learning head and changes nothing once trained.
@@ -85,14 +87,7 @@ class ClassifierHead(nnx.Module):
     Returns:
         Logits ``(N, num_classes)``, or pooled features ``(N, C)`` if ``num_classes == 0``.
     """
-    x = jnp.mean(x, axis=(1, 2))
-    if train and self.drop_rate > 0.0:
-      if rngs is None:
-        raise ValueError(
-          f"ClassifierHead: train=True with drop_rate={self.drop_rate} needs a dropout "
-          "key; pass rngs=nnx.Rngs(dropout=key) or a jax.random key."
-        )
-      x = self.dropout(x, deterministic=False, rngs=rngs)
+    x = pool_and_dropout(x, self.dropout, train=train, rngs=rngs, owner="ClassifierHead")
     if self.fc is not None:
       x = self.fc(x)
     return x

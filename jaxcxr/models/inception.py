@@ -56,9 +56,10 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
+from jaxcxr.models import layers
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
+from jaxcxr.models.registry import register
 
 __all__ = [
   "BasicConv2d",
@@ -75,12 +76,6 @@ __all__ = [
 # bounds are absolute, i.e. +-20 standard deviations, so this is a plain normal.
 _CONV_INIT = nnx.initializers.normal(0.1)
 
-IntPair = int | tuple[int, int]
-
-
-def _pair(v: IntPair) -> tuple[int, int]:
-  return (v, v) if isinstance(v, int) else v
-
 
 class BasicConv2d(nnx.Module):
   """Conv (no bias) -> BatchNorm (eps 1e-3) -> ReLU, torchvision's ``BasicConv2d``."""
@@ -89,10 +84,10 @@ class BasicConv2d(nnx.Module):
     self,
     in_ch: int,
     out_ch: int,
-    kernel: IntPair,
+    kernel: layers.IntPair,
     *,
     stride: int = 1,
-    padding: IntPair = 0,
+    padding: layers.IntPair = 0,
     kernel_init: nnx.Initializer = _CONV_INIT,
     rngs: nnx.Rngs,
     dtype: Dtype = jnp.float32,
@@ -111,24 +106,12 @@ class BasicConv2d(nnx.Module):
         dtype: computation dtype.
         param_dtype: parameter dtype.
     """
-    ph, pw = _pair(padding)
-    self.conv = nnx.Conv(
-      in_ch,
-      out_ch,
-      _pair(kernel),
-      strides=(stride, stride),
-      padding=((ph, ph), (pw, pw)),
-      use_bias=False,
-      kernel_init=kernel_init,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+    kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
+    self.conv = layers.conv(
+      in_ch, out_ch, kernel, stride, padding=padding, kernel_init=kernel_init, **kw
     )
     # eps 1e-3 (not torch's default 1e-5) is what the ported TF weights were trained with.
-    # Flax momentum is the weight of the old statistics: 0.9 == torch momentum 0.1.
-    self.bn = nnx.BatchNorm(
-      out_ch, momentum=0.9, epsilon=1e-3, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-    )
+    self.bn = layers.batch_norm(out_ch, eps=1e-3, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     return nnx.relu(self.bn(self.conv(x), use_running_average=not train))
@@ -400,25 +383,10 @@ class InceptionV3(Backbone):
   def forward_features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Stem and Inception blocks: ``(N, 299, 299, C)`` -> ``(N, 8, 8, num_features)``.
 
-    This is the un-pooled map Grad-CAM hooks onto.
+    H and W must be at least 75. This is the un-pooled map Grad-CAM hooks onto; ``__call__``
+    (``Backbone``'s) pools and classifies it and does not run the auxiliary head.
     """
     return self._features(x, train)[0]
-
-  def __call__(
-    self,
-    x: jax.Array,
-    *,
-    train: bool = False,
-    rngs: nnx.Rngs | jax.Array | None = None,
-  ) -> jax.Array:
-    """Logits ``(N, num_classes)`` for NHWC images ``x``; the auxiliary head is not run.
-
-    Args:
-        x: images ``(N, H, W, in_chans)``, H and W at least 75.
-        train: use batch statistics (and update the running ones) and enable dropout.
-        rngs: dropout key (``nnx.Rngs`` or PRNG key); needed only if train and drop_rate > 0.
-    """
-    return self.forward_head(self.forward_features(x, train=train), train=train, rngs=rngs)
 
   def forward_with_aux(
     self,

@@ -27,18 +27,16 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
+from jaxcxr.models.layers import batch_norm, conv, conv_bn, conv_bn_act, make_divisible
+from jaxcxr.models.registry import imagenet_cfg, register_variant
 
 __all__ = ["InvertedResidual", "MobileNetV2", "make_divisible"]
 
 # torchvision's init: kaiming_normal_(mode='fan_out') for convs (depthwise included: torch's and
 # JAX's fan_out of a (C, 1, 3, 3) / (3, 3, 1, C) kernel are both 9 C).
-_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper.
 _SETTING_V2: tuple[tuple[int, int, int, int], ...] = (
@@ -50,61 +48,6 @@ _SETTING_V2: tuple[tuple[int, int, int, int], ...] = (
   (6, 160, 3, 2),
   (6, 320, 1, 1),
 )
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-  """Rounds channels to a multiple of ``divisor``, never below 90% of ``v`` (torchvision's)."""
-  new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-  if new_v < 0.9 * v:
-    new_v += divisor
-  return new_v
-
-
-def _conv(
-  in_ch: int,
-  out_ch: int,
-  kernel: int,
-  stride: int = 1,
-  *,
-  groups: int = 1,
-  rngs: nnx.Rngs,
-  dtype: Dtype,
-  param_dtype: Dtype,
-) -> nnx.Conv:
-  # Explicit symmetric padding like torch ('SAME' pads stride-2 convs asymmetrically).
-  pad = kernel // 2
-  return nnx.Conv(
-    in_ch,
-    out_ch,
-    (kernel, kernel),
-    strides=(stride, stride),
-    padding=((pad, pad), (pad, pad)),
-    feature_group_count=groups,
-    use_bias=False,
-    kernel_init=_CONV_INIT,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
-  )
-
-
-def _bn(ch: int, *, rngs: nnx.Rngs, dtype: Dtype, param_dtype: Dtype) -> nnx.BatchNorm:
-  # Flax momentum weighs the *old* statistics: 0.9 == torch's momentum 0.1.
-  return nnx.BatchNorm(
-    ch, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-  )
-
-
-def _conv_bn(
-  in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, groups: int = 1, **kw: Any
-) -> nnx.List:
-  """torchvision's ``Conv2dNormActivation``: ``[conv, bn]`` (paths ``.0`` and ``.1``)."""
-  return nnx.List([_conv(in_ch, out_ch, kernel, stride, groups=groups, **kw), _bn(out_ch, **kw)])
-
-
-def _conv_bn_relu6(pair: nnx.List, x: jax.Array, train: bool) -> jax.Array:
-  conv, bn = pair
-  return nnx.relu6(bn(conv(x), use_running_average=not train))
 
 
 class InvertedResidual(nnx.Module):
@@ -142,9 +85,9 @@ class InvertedResidual(nnx.Module):
     hidden = round(in_ch * expand_ratio)
     layers: list[nnx.Module] = []
     if expand_ratio != 1:
-      layers.append(_conv_bn(in_ch, hidden, 1, **kw))
-    layers.append(_conv_bn(hidden, hidden, 3, stride, groups=hidden, **kw))
-    layers += [_conv(hidden, out_ch, 1, **kw), _bn(out_ch, **kw)]
+      layers.append(conv_bn(in_ch, hidden, 1, **kw))
+    layers.append(conv_bn(hidden, hidden, 3, stride, groups=hidden, **kw))
+    layers += [conv(hidden, out_ch, 1, **kw), batch_norm(out_ch, **kw)]
     self.conv = nnx.List(layers)
     self.use_res_connect = stride == 1 and in_ch == out_ch
 
@@ -152,7 +95,7 @@ class InvertedResidual(nnx.Module):
     *conv_bn_relu6, proj, bn = self.conv
     y = x
     for pair in conv_bn_relu6:
-      y = _conv_bn_relu6(pair, y, train)
+      y = conv_bn_act(pair, y, train, nnx.relu6)
     # Linear projection: a ReLU on the narrow bottleneck would destroy information (Sec. 3.2).
     y = bn(proj(y), use_running_average=not train)
     return x + y if self.use_res_connect else y
@@ -197,14 +140,14 @@ class MobileNetV2(Backbone):
     """
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     in_ch = make_divisible(32 * width_mult)
-    layers: list[nnx.Module] = [_conv_bn(in_chans, in_ch, 3, 2, **kw)]
+    layers: list[nnx.Module] = [conv_bn(in_chans, in_ch, 3, 2, **kw)]
     for t, c, n, s in inverted_residual_setting:
       out_ch = make_divisible(c * width_mult)
       for i in range(n):
         layers.append(InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t, **kw))
         in_ch = out_ch
     self.num_features = make_divisible(last_channel * max(1.0, width_mult))
-    layers.append(_conv_bn(in_ch, self.num_features, 1, **kw))
+    layers.append(conv_bn(in_ch, self.num_features, 1, **kw))
     self.features = nnx.List(layers)
 
     self.num_classes = num_classes
@@ -213,30 +156,18 @@ class MobileNetV2(Backbone):
   def forward_features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Stem, blocks and last conv: ``(N, H, W, C)`` -> ``(N, H/32, W/32, num_features)``."""
     stem, *blocks, last = self.features
-    x = _conv_bn_relu6(stem, x, train)
+    x = conv_bn_act(stem, x, train, nnx.relu6)
     for blk in blocks:
       x = blk(x, train=train)
-    return _conv_bn_relu6(last, x, train)
+    return conv_bn_act(last, x, train, nnx.relu6)
 
 
 def _register_mobilenet(name: str, **defaults: Any) -> None:
   """Registers ``name`` as a partial of :class:`MobileNetV2`."""
-
-  def factory(**kwargs: Any) -> MobileNetV2:
-    return MobileNetV2(**{**defaults, **kwargs})
-
-  factory.__name__ = factory.__qualname__ = name
-  factory.__doc__ = f"{name}: MobileNetV2, options {defaults or 'default'}."
-  default_cfg = {
-    "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
-    "interpolation": "bilinear",
-    "crop_pct": 0.875,
-    "first_conv": "features.0.0",
-    "classifier": "head.fc",
-  }
-  register(name, default_cfg=default_cfg)(factory)
+  cfg = imagenet_cfg(
+    interpolation="bilinear", crop_pct=0.875, first_conv="features.0.0", classifier="head.fc"
+  )
+  register_variant(name, MobileNetV2, default_cfg=cfg, **defaults)
 
 
 _register_mobilenet("mobilenet_v2")

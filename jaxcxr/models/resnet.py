@@ -40,67 +40,12 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
 from jaxcxr.models.heads import ClassifierHead
+from jaxcxr.models.layers import batch_norm, conv, conv_bn, conv_bn_act
+from jaxcxr.models.registry import imagenet_cfg, register_variant
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
-
-# torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), i.e. an untruncated normal
-# with variance 2 / (out_channels * kh * kw). JAX's fan_out for an HWIO kernel is the same product.
-_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _conv(
-  in_ch: int,
-  out_ch: int,
-  kernel: int,
-  stride: int,
-  *,
-  bias: bool = False,
-  rngs: nnx.Rngs,
-  dtype: Dtype,
-  param_dtype: Dtype,
-) -> nnx.Conv:
-  # Explicit symmetric padding k//2 like torch: 'SAME' pads asymmetrically for stride 2 and
-  # even inputs, which would shift every feature map by a pixel relative to torch weights.
-  pad = kernel // 2
-  return nnx.Conv(
-    in_ch,
-    out_ch,
-    (kernel, kernel),
-    strides=(stride, stride),
-    padding=((pad, pad), (pad, pad)),
-    use_bias=bias,
-    kernel_init=_CONV_INIT,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
-  )
-
-
-def _bn(
-  ch: int,
-  *,
-  zero_init: bool = False,
-  eps: float = 1e-5,
-  rngs: nnx.Rngs,
-  dtype: Dtype,
-  param_dtype: Dtype,
-) -> nnx.BatchNorm:
-  # Flax momentum is the weight of the *old* statistics: 0.9 here == torch momentum 0.1.
-  return nnx.BatchNorm(
-    ch,
-    momentum=0.9,
-    epsilon=eps,
-    scale_init=nnx.initializers.zeros if zero_init else nnx.initializers.ones,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
-  )
 
 
 def _downsample(
@@ -122,16 +67,11 @@ def _downsample(
   if stride == 1 and in_ch == out_ch:
     return None
   kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
-  return nnx.List(
-    [_conv(in_ch, out_ch, 1, stride, bias=conv_bias, **kw), _bn(out_ch, eps=bn_eps, **kw)]
-  )
+  return conv_bn(in_ch, out_ch, 1, stride, bias=conv_bias, eps=bn_eps, **kw)
 
 
 def _shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
-  if downsample is None:
-    return x
-  conv, bn = downsample
-  return bn(conv(x), use_running_average=not train)
+  return x if downsample is None else conv_bn_act(downsample, x, train)
 
 
 class BasicBlock(nnx.Module):
@@ -169,10 +109,10 @@ class BasicBlock(nnx.Module):
     kw = {"rngs": rngs, "dtype": dtype, "param_dtype": param_dtype}
     conv_kw, bn_kw = {"bias": conv_bias, **kw}, {"eps": bn_eps, **kw}
     out_ch = planes * self.expansion
-    self.conv1 = _conv(in_ch, planes, 3, stride, **conv_kw)
-    self.bn1 = _bn(planes, **bn_kw)
-    self.conv2 = _conv(planes, out_ch, 3, 1, **conv_kw)
-    self.bn2 = _bn(out_ch, zero_init=zero_init_residual, **bn_kw)
+    self.conv1 = conv(in_ch, planes, 3, stride, **conv_kw)
+    self.bn1 = batch_norm(planes, **bn_kw)
+    self.conv2 = conv(planes, out_ch, 3, 1, **conv_kw)
+    self.bn2 = batch_norm(out_ch, zero_init=zero_init_residual, **bn_kw)
     self.downsample = _downsample(in_ch, out_ch, stride, conv_bias=conv_bias, bn_eps=bn_eps, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -214,12 +154,12 @@ class Bottleneck(nnx.Module):
     conv_kw, bn_kw = {"bias": conv_bias, **kw}, {"eps": bn_eps, **kw}
     out_ch = planes * self.expansion
     s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
-    self.conv1 = _conv(in_ch, planes, 1, s1, **conv_kw)
-    self.bn1 = _bn(planes, **bn_kw)
-    self.conv2 = _conv(planes, planes, 3, s3, **conv_kw)
-    self.bn2 = _bn(planes, **bn_kw)
-    self.conv3 = _conv(planes, out_ch, 1, 1, **conv_kw)
-    self.bn3 = _bn(out_ch, zero_init=zero_init_residual, **bn_kw)
+    self.conv1 = conv(in_ch, planes, 1, s1, **conv_kw)
+    self.bn1 = batch_norm(planes, **bn_kw)
+    self.conv2 = conv(planes, planes, 3, s3, **conv_kw)
+    self.bn2 = batch_norm(planes, **bn_kw)
+    self.conv3 = conv(planes, out_ch, 1, 1, **conv_kw)
+    self.bn3 = batch_norm(out_ch, zero_init=zero_init_residual, **bn_kw)
     self.downsample = _downsample(in_ch, out_ch, stride, conv_bias=conv_bias, bn_eps=bn_eps, **kw)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -283,8 +223,8 @@ class ResNet(Backbone):
       if block is not Bottleneck:
         raise ValueError("ResNet: stride_in_1x1 applies to Bottleneck blocks only.")
       block_kw["stride_in_1x1"] = True
-    self.conv1 = _conv(in_chans, width, 7, 2, bias=conv_bias, **kw)
-    self.bn1 = _bn(width, eps=bn_eps, **kw)
+    self.conv1 = conv(in_chans, width, 7, 2, bias=conv_bias, **kw)
+    self.bn1 = batch_norm(width, eps=bn_eps, **kw)
 
     in_ch = width
     stages = []
@@ -318,18 +258,6 @@ class ResNet(Backbone):
     return x
 
 
-def _cfg(**overrides: Any) -> dict[str, Any]:
-  cfg = {
-    "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
-    "first_conv": "conv1",
-    "classifier": "head.fc",
-  }
-  cfg.update(overrides)
-  return cfg
-
-
 def _register_resnet(
   name: str,
   block: type[BasicBlock | Bottleneck],
@@ -338,14 +266,16 @@ def _register_resnet(
   cfg: dict[str, Any] | None = None,
   **defaults: Any,
 ) -> None:
-  """Registers ``name`` as a partial of :class:`ResNet` (flax examples' ``ResNet50 = partial``)."""
-
-  def factory(**kwargs: Any) -> ResNet:
-    return ResNet(block, layers, **{**defaults, **kwargs})
-
-  factory.__name__ = factory.__qualname__ = name
-  factory.__doc__ = f"{name}: {block.__name__}, layers {list(layers)}."
-  register(name, default_cfg=_cfg(**(cfg or {})))(factory)
+  """Registers ``name`` as a partial of :class:`ResNet`."""
+  register_variant(
+    name,
+    ResNet,
+    block,
+    layers,
+    default_cfg=imagenet_cfg(first_conv="conv1", classifier="head.fc", **(cfg or {})),
+    doc=f"{name}: {block.__name__}, layers {list(layers)}.",
+    **defaults,
+  )
 
 
 _register_resnet("resnet18", BasicBlock, [2, 2, 2, 2])

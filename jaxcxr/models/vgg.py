@@ -31,18 +31,17 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from jaxcxr.models import register
+from jaxcxr.models import layers as nn_layers
 from jaxcxr.models.base import Backbone
+from jaxcxr.models.layers import dropout_rngs
+from jaxcxr.models.registry import imagenet_cfg, register_variant
 
 __all__ = ["VGG", "adaptive_avg_pool2d"]
 
 # torchvision's init: kaiming_normal_(mode='fan_out', nonlinearity='relu') for convs, N(0, 0.01)
 # for linears, zero biases.
-_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 _LINEAR_INIT = nnx.initializers.normal(0.01)
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Channels of each 3x3 conv; "M" is a 2x2/2 max-pool (torchvision's cfgs "D" and "E").
 _CFGS: dict[str, list[int | str]] = {
@@ -142,10 +141,9 @@ class VGG(Backbone):
       if v == "M":
         layers.append(MaxPool())
         continue
-      layers.append(nnx.Conv(ch, v, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_CONV_INIT, **kw))
+      layers.append(nn_layers.conv(ch, v, 3, bias=True, **kw))
       if batch_norm:
-        # Flax momentum weighs the *old* statistics: 0.9 == torch's momentum 0.1.
-        layers.append(nnx.BatchNorm(v, momentum=0.9, epsilon=1e-5, **kw))
+        layers.append(nn_layers.batch_norm(v, **kw))
       layers.append(ReLU())
       ch = v
     self.features = nnx.List(layers)
@@ -193,14 +191,8 @@ class VGG(Backbone):
         ``num_classes == 0``.
     """
     use_dropout = train and self.drop_rate > 0.0
-    if use_dropout and rngs is None:
-      raise ValueError(
-        f"VGG: train=True with drop_rate={self.drop_rate} needs a dropout key; pass "
-        "rngs=nnx.Rngs(dropout=key) or a jax.random key."
-      )
-    if isinstance(rngs, jax.Array):
-      # A stream, so that the two dropouts draw different masks from one key.
-      rngs = nnx.Rngs(dropout=rngs)
+    # A stream, so that the two dropouts draw different masks from one key.
+    rngs = dropout_rngs(rngs, needed=use_dropout, owner="VGG", rate=self.drop_rate)
     x = adaptive_avg_pool2d(feats, _POOL_SIZE)
     # torch flattens NCHW, i.e. (C, 7, 7) per image, and fc6's weights are ordered that way:
     # transposing the activations to channel-major keeps the checkpoint's fc6 unchanged.
@@ -215,22 +207,11 @@ class VGG(Backbone):
 
 def _register_vgg(name: str, cfg_name: str, **defaults: Any) -> None:
   """Registers ``name`` as a partial of :class:`VGG`."""
-
-  def factory(**kwargs: Any) -> VGG:
-    return VGG(_CFGS[cfg_name], **{**defaults, **kwargs})
-
-  factory.__name__ = factory.__qualname__ = name
-  factory.__doc__ = f"{name}: VGG config {cfg_name!r}, options {defaults}."
-  default_cfg = {
-    "input_size": (3, 224, 224),
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
-    "interpolation": "bilinear",
-    "crop_pct": 0.875,
-    "first_conv": "features.0",
-    "classifier": "classifier.6",
-  }
-  register(name, default_cfg=default_cfg)(factory)
+  cfg = imagenet_cfg(
+    interpolation="bilinear", crop_pct=0.875, first_conv="features.0", classifier="classifier.6"
+  )
+  doc = f"{name}: VGG config {cfg_name!r}, options {defaults}."
+  register_variant(name, VGG, _CFGS[cfg_name], default_cfg=cfg, doc=doc, **defaults)
 
 
 _register_vgg("vgg16", "vgg16")

@@ -1,7 +1,7 @@
-"""Converts pretrained weights into an orbax checkpoint that training can start from.
+r"""Converts pretrained weights into an orbax checkpoint that training can start from.
 
     python -m jaxcxr.weights.convert_checkpoint --model resnet50 --weights resnet50.tv2_in1k \
-        --num_classes 3 --in_chans 1 --out /tmp/resnet50_cxr
+        --num_classes 3 --in_chans 1 --out /tmp/resnet50_cxr [--dont_load REGEX ...]
 
 ``--weights`` is a registered ``arch.tag`` (downloaded and cached) or a local checkpoint file
 (safetensors, torch ``.pth``/``.pth.tar``, Keras ``.h5``). The model is built for the new task
@@ -14,12 +14,13 @@ without internet access, or without the original checkpoint's format, start from
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 import jax
 import orbax.checkpoint as ocp
+from absl import app, flags
 from flax import nnx
 
 from jaxcxr import models
@@ -59,28 +60,49 @@ def convert(
   return model, report
 
 
-def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", required=True, help="registered model name, e.g. resnet50")
-  p.add_argument("--weights", required=True, help="arch.tag or a local checkpoint file")
-  p.add_argument("--num_classes", type=int, required=True, help="classes of the new task")
-  p.add_argument("--in_chans", type=int, default=3, help="input channels (1 for grey X-rays)")
-  p.add_argument("--out", required=True, help="new directory for the orbax checkpoint")
-  p.add_argument("--seed", type=int, default=0, help="initialisation of what is not loaded")
-  p.add_argument("--dont_load", nargs="*", default=(), help="NNX path regexes to keep as init")
-  a = p.parse_args(argv)
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Command-line flags, defined only when run as a program (so the module imports freely)."""
+  kw = {"flag_values": flag_values}
+  flags.DEFINE_string("model", None, "Registered model name, e.g. resnet50.", required=True, **kw)
+  flags.DEFINE_string("weights", None, "arch.tag or a local checkpoint file.", required=True, **kw)
+  flags.DEFINE_integer("num_classes", None, "Classes of the new task.", required=True, **kw)
+  flags.DEFINE_integer("in_chans", 3, "Input channels (1 for grey X-rays).", **kw)
+  flags.DEFINE_string("out", None, "New directory for the orbax checkpoint.", required=True, **kw)
+  flags.DEFINE_integer("seed", 0, "Initialisation of what is not loaded.", **kw)
+  flags.DEFINE_multi_string(
+    "dont_load", [], "NNX path regex to keep as initialised (repeatable).", **kw
+  )
+
+
+def run(fv: flags.FlagValues) -> None:
+  """Converts as the parsed flags `fv` say and prints what was loaded."""
   _, report = convert(
-    a.model,
-    a.weights,
-    a.out,
-    num_classes=a.num_classes,
-    in_chans=a.in_chans,
-    seed=a.seed,
-    dont_load=tuple(a.dont_load),
+    fv.model,
+    fv.weights,
+    fv.out,
+    num_classes=fv.num_classes,
+    in_chans=fv.in_chans,
+    seed=fv.seed,
+    dont_load=tuple(fv.dont_load),
   )
   print(report)
-  print(f"Saved {a.model} (num_classes={a.num_classes}, in_chans={a.in_chans}) to {a.out}")
+  print(f"Saved {fv.model} (num_classes={fv.num_classes}, in_chans={fv.in_chans}) to {fv.out}")
+
+
+def main(argv: Sequence[str]) -> None:
+  """The CLI from Python: `argv` is the command line without the program name."""
+  fv = flags.FlagValues()  # Private flags, so that it can be called more than once.
+  define_flags(fv)
+  fv([sys.argv[0], *argv])
+  run(fv)
+
+
+def _app_main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  run(flags.FLAGS)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  define_flags()
+  app.run(_app_main)

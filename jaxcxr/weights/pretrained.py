@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 from flax import nnx
 
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.weights import convert, readers
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
   "register_pretrained",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Keras 'caffe' mode: BGR channel order, 0-255 pixels minus these (B, G, R) means, no scaling.
 CAFFE_MEAN = (103.939, 116.779, 123.68)
 # Keras/TF 'tf' mode: pixels scaled to [-1, 1], i.e. (x / 255 - 0.5) / 0.5.

@@ -43,27 +43,12 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from jaxcxr import constants
 from tfds_builders import common
 
 DATASET = "nih_chestxray14"
 # Upstream spellings, in the order of the `Finding Labels` legend of README_CHESTXRAY.pdf.
-UPSTREAM_FINDINGS = (
-  "Atelectasis",
-  "Cardiomegaly",
-  "Effusion",
-  "Infiltration",
-  "Mass",
-  "Nodule",
-  "Pneumonia",
-  "Pneumothorax",
-  "Consolidation",
-  "Edema",
-  "Emphysema",
-  "Fibrosis",
-  "Pleural_Thickening",
-  "Hernia",
-  "No Finding",
-)
+UPSTREAM_FINDINGS = (*constants.CHESTXRAY14_FINDINGS, "No Finding")
 
 
 def label_name(finding: str) -> str:

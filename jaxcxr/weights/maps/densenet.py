@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcxr.constants import CHESTXRAY14_FINDINGS
 from jaxcxr.weights.convert import Rule, torch_to_flat
 from jaxcxr.weights.pretrained import PretrainedCfg, register_pretrained
 
@@ -59,22 +60,7 @@ TORCHVISION_RULES: tuple[Rule, ...] = (
 )
 
 # The 14 ChestX-ray14 findings (Wang et al., 2017) in the order of CheXNet's 14 outputs.
-CHEXNET_CLASSES: tuple[str, ...] = (
-  "Atelectasis",
-  "Cardiomegaly",
-  "Effusion",
-  "Infiltration",
-  "Mass",
-  "Nodule",
-  "Pneumonia",
-  "Pneumothorax",
-  "Consolidation",
-  "Edema",
-  "Emphysema",
-  "Fibrosis",
-  "Pleural_Thickening",
-  "Hernia",
-)
+CHEXNET_CLASSES: tuple[str, ...] = CHESTXRAY14_FINDINGS
 
 
 def chexnet_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """Reference outputs of Keras's DenseNet121 and InceptionV3, computed in a separate process.
 
-    python tests/keras_reference_dn_inc.py densenet121 --size 64 --out ref.npz \
+    python tests/keras_reference_densenet_inception.py densenet121 --size 64 --out ref.npz \
         --save_weights w.weights.h5 --save_legacy_h5 w.h5
 
 Builds ``keras.applications.<Arch>(weights=None, classifier_activation=None)``, randomises every

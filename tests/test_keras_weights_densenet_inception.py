@@ -1,9 +1,9 @@
 """Keras's DenseNet121 and InceptionV3 weights (``jaxcxr.weights.maps.keras_densenet_inception``).
 
 Fast tests check the name maps on synthetic files. The parity tests build the Keras models with
-randomised batch norms in a subprocess (``keras_reference_dn_inc.py``: TensorFlow and torch must
-not share the test process), save their weights in both ``.h5`` layouts, and load them through
-``load_pretrained`` (reader -> map -> ``merge_into``), the path a user's file takes.
+randomised batch norms in a subprocess (``keras_reference_densenet_inception.py``: TensorFlow and
+torch must not share the test process), save their weights in both ``.h5`` layouts, and load them
+through ``load_pretrained`` (reader -> map -> ``merge_into``), the path a user's file takes.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def test_densenet_map_names(sep):
 
 def _keras_reference(arch: str, size: int, tmp: pathlib.Path) -> dict[str, np.ndarray]:
   proc = subprocess.run(
-    [sys.executable, str(HERE / "keras_reference_dn_inc.py"), arch, "--size", str(size),
+    [sys.executable, str(HERE / "keras_reference_densenet_inception.py"), arch, "--size", str(size),
      "--out", str(tmp / f"{arch}.npz"), "--save_weights", str(tmp / f"{arch}.weights.h5"),
      "--save_legacy_h5", str(tmp / f"{arch}.h5")],
     capture_output=True, text=True, timeout=600,

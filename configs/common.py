@@ -1,0 +1,93 @@
+"""What the recipes in `configs/` share: the `:arg` parser, the CI-sized `tiny` overrides and
+recipe pieces (fastai augmentation, the COVID-19 mixture recipe).
+
+`jaxcxr.config_lib` keeps the schema (`base_config`, every key and its default); this module holds
+the choices recipes make on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import ml_collections
+
+
+def parse_arg(
+  arg: str | None, recipe: str, *, words: Iterable[str] = (), keys: Iterable[str] = ()
+) -> tuple[set[str], dict[str, str]]:
+  """Parses a config file's `:arg` (`--config configs/x.py:tiny,3class,cohen=DIR`).
+
+  Args:
+    arg: the text after the colon (None or empty: no argument).
+    recipe: the config file, named in errors.
+    words: the bare words the recipe accepts (e.g. `tiny`).
+    keys: the `KEY=VALUE` keys it accepts (e.g. manual dirs per dataset).
+
+  Returns:
+    `(words given, {key: value})`.
+
+  Raises:
+    ValueError: a word or key the recipe does not know (a typo would otherwise be ignored).
+  """
+  given, values = set(), {}
+  for item in filter(None, (a.strip() for a in (arg or "").split(","))):
+    if "=" in item:
+      key, value = item.split("=", 1)
+      values[key] = value
+    else:
+      given.add(item)
+  unknown = sorted(given - set(words)) + sorted(set(values) - set(keys))
+  if unknown:
+    raise ValueError(
+      f"{recipe}: unknown argument(s) {unknown}; it accepts {sorted(words)}"
+      + (f" and KEY=VALUE with KEY in {sorted(keys)}" if keys else "")
+      + "."
+    )
+  return given, values
+
+
+def tiny(c: ml_collections.ConfigDict, model_name: str, image_size: int, batch_size: int) -> None:
+  """CI-sized run: a tiny model from scratch at a small resolution, normalised to mean .5, std .25
+  (no pretrained statistics apply)."""
+  c.model_name, c.model_init = model_name, ""
+  c.input.image_size, c.input.batch_size = image_size, batch_size
+  c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+
+
+def fastai_augment(c: ml_collections.ConfigDict) -> None:
+  """fastai's `aug_transforms()` defaults, as used by the fastai-based studies."""
+  c.augment.flip = 0.5
+  c.augment.rotate_deg = 10.0
+  c.augment.max_zoom = 1.1
+  c.augment.brightness = 0.2
+  c.augment.contrast = 0.2
+
+
+def covid_mixture_recipe(c: ml_collections.ConfigDict, is_tiny: bool = False) -> None:
+  """What the COVID-19 mixture recipes share (configs/kermany_cohen.py, configs/cohen_covidx.py).
+
+  Patient-disjoint 70/10/20 re-split with duplicate grouping; ResNet-50 from ImageNet weights
+  with the first conv summed to one channel; RAdam, cosine, label smoothing, class-weighted loss,
+  fastai augmentation without flips. `is_tiny`: ResNet-tiny from scratch at 32 px (CI-sized).
+  """
+  c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
+  c.input.splits.fractions = (0.7, 0.1, 0.2)
+  c.input.image_size = 224
+  c.input.batch_size = 32
+  c.model_name = "resnet50"
+  c.model_init = "resnet50.tv_in1k"
+  c.model.in_chans = 1
+  c.num_epochs = 10.0
+  c.optimizer.name = "radam"
+  c.optimizer.lr = 1e-4
+  c.schedule.name = "cosine"
+  c.schedule.warmup_steps = 50
+  c.loss.label_smoothing = 0.1
+  c.loss.class_weights = "balanced"
+  fastai_augment(c)
+  c.augment.flip = 0.0  # Anatomy is not left-right symmetric.
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
+  if is_tiny:
+    tiny(c, "resnet_tiny", image_size=32, batch_size=8)

@@ -1,0 +1,204 @@
+"""Patient-disjoint, class-stratified re-splits, class balancing and duplicate-aware groups.
+
+* **Splits** (`input.splits.method`): `fractions` (train/val/test shares), `kfold` (k folds,
+  `fold=i` is the test fold, validation carved from the rest) and an exact number of test images
+  per class (`test_per_class`, as one study held out 60 per class), all with scikit-learn's
+  `StratifiedGroupKFold` grouped by patient.
+* **Duplicate-aware groups** (`input.splits.group_duplicates`): patients whose images are (near)
+  duplicates of each other are kept on one side (`group_duplicates`).
+* **Class balance** (`input.balance`): `oversample` (repeat minority-class images) or
+  `undersample` (drop majority-class images), seeded (`balance_rows`).
+
+References: Roberts et al., "Common pitfalls and recommendations for using machine learning to
+detect and prognosticate for COVID-19 using chest radiographs and CT scans", Nat. Mach. Intell.
+3, 2021 (patient overlap and composite-set pitfalls).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import numpy as np
+from absl import logging
+from sklearn import model_selection
+
+from jaxcxr.data import duplicates
+from jaxcxr.data.classes import Index
+
+BALANCE = ("none", "oversample", "undersample")
+
+
+def group_fold(labels, groups, n_splits: int, seed: int, fold: int = 0):
+  """(rest, held-out) row indices: fold `fold` of a patient-grouped stratified k-fold."""
+  n_groups = len(set(groups))
+  if n_splits < 2 or n_groups < n_splits:
+    raise ValueError(
+      f"Cannot make {n_splits} patient-grouped folds from {n_groups} patients; use fewer folds "
+      "or smaller fractions."
+    )
+  sgkf = model_selection.StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+  try:
+    for i, (rest, held) in enumerate(sgkf.split(np.zeros(len(labels)), labels, groups)):
+      if i == fold:
+        return rest, held
+  except ValueError as e:
+    counts = dict(zip(*(v.tolist() for v in np.unique(labels, return_counts=True)), strict=True))
+    raise ValueError(
+      f"Cannot make {n_splits} stratified folds: images per class (stratum) {counts}. Use fewer "
+      f"folds or larger held-out fractions. ({e})"
+    ) from e
+  raise ValueError(f"fold={fold} is out of range for {n_splits} folds.")
+
+
+def fraction_folds(fraction: float) -> int:
+  """The k whose one fold is closest to `fraction` of the data."""
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"A held-out fraction must be in (0, 1); got {fraction}.")
+  return max(2, int(round(1.0 / fraction)))
+
+
+def per_class_test(labels, groups, per_class: int, num_classes: int, seed: int) -> np.ndarray:
+  """Rows of whole patients such that every class has exactly `per_class` images, if possible.
+
+  Patients are visited in a seeded random order and taken when none of their classes would
+  overflow; a class that cannot be filled exactly raises (with the counts).
+  """
+  totals = np.bincount(labels, minlength=num_classes)
+  if (totals < per_class).any():
+    short = {int(k): int(totals[k]) for k in np.flatnonzero(totals < per_class)}
+    raise ValueError(f"test_per_class={per_class} but classes {short} have fewer images.")
+  by_patient = collections.defaultdict(list)
+  for row, g in enumerate(groups):
+    by_patient[g].append(row)
+  order = sorted(by_patient)
+  np.random.default_rng(seed).shuffle(order)
+  count = np.zeros(num_classes, np.int64)
+  taken = []
+  for g in order:
+    rows = by_patient[g]
+    add = np.bincount(labels[rows], minlength=num_classes)
+    if (count + add <= per_class).all():
+      count += add
+      taken.extend(rows)
+      if (count == per_class).all():
+        break
+  if not (count == per_class).all():
+    raise ValueError(
+      f"Could not pick exactly {per_class} test images per class from whole patients "
+      f"(got {count.tolist()}); try another splits.seed or a smaller test_per_class."
+    )
+  return np.sort(np.asarray(taken, np.int64))
+
+
+def split_rows(labels: np.ndarray, groups: np.ndarray, cfg, num_classes: int) -> dict[str, Any]:
+  """Patient-disjoint, class-stratified rows for train/val/test from `cfg` (input.splits).
+
+  Args:
+    labels: class id per row.
+    groups: patient per row.
+    cfg: `method` ('fractions' | 'kfold'), `fractions` (train, val, test), `num_folds`, `fold`,
+      `val_fraction`, `test_per_class`, `seed`.
+    num_classes: number of classes.
+
+  Returns:
+    `{split name: row indices}`; splits with no rows are omitted.
+  """
+  labels, groups = np.asarray(labels), np.asarray(groups)
+  rows = np.arange(len(labels))
+  seed = int(cfg.seed)
+  if cfg.method == "kfold" and cfg.test_per_class:
+    raise ValueError("config.input.splits: kfold makes its own test folds; unset test_per_class.")
+  if cfg.method == "kfold":
+    rest, test = group_fold(labels, groups, int(cfg.num_folds), seed, int(cfg.fold))
+    val_share = (
+      float(cfg.val_fraction) / (1.0 - 1.0 / int(cfg.num_folds)) if cfg.val_fraction else 0
+    )
+  elif cfg.test_per_class:
+    test = per_class_test(labels, groups, int(cfg.test_per_class), num_classes, seed)
+    rest = np.setdiff1d(rows, test)
+    _, val_f, _ = cfg.fractions
+    val_share = float(val_f) / max(1e-9, 1.0 - len(test) / len(rows)) if val_f else 0.0
+  else:
+    train_f, val_f, test_f = (float(f) for f in cfg.fractions)
+    if abs(train_f + val_f + test_f - 1.0) > 1e-6:
+      raise ValueError(f"config.input.splits.fractions={cfg.fractions} must sum to 1.")
+    if test_f:
+      rest, test = group_fold(labels, groups, fraction_folds(test_f), seed)
+    else:
+      rest, test = rows, rows[:0]
+    val_share = val_f / (train_f + val_f) if val_f else 0.0
+  out = {"test": test}
+  if val_share:
+    r_train, r_val = group_fold(labels[rest], groups[rest], fraction_folds(val_share), seed + 1)
+    out["train"], out["val"] = rest[r_train], rest[r_val]
+  else:
+    out["train"] = rest
+  return {k: np.sort(v) for k, v in out.items() if len(v)}
+
+
+def balance_rows(labels: np.ndarray, how: str, seed: int) -> np.ndarray:
+  """Row indices that equalise class counts: `oversample` up to the largest, `undersample` down
+  to the smallest class (random, seeded; every original row is kept when oversampling)."""
+  if how not in BALANCE:
+    raise ValueError(f"config.input.balance={how!r} is not one of {BALANCE}.")
+  rows = np.arange(len(labels))
+  if how == "none":
+    return rows
+  rng = np.random.default_rng(seed)
+  per_class = {k: rows[labels == k] for k in np.unique(labels)}
+  sizes = [len(v) for v in per_class.values()]
+  out = []
+  for r in per_class.values():
+    if how == "oversample":
+      extra = rng.choice(r, max(sizes) - len(r), replace=True)
+      out.append(np.concatenate([r, extra]))
+    else:
+      out.append(rng.choice(r, min(sizes), replace=False))
+  return np.sort(np.concatenate(out))
+
+
+def group_duplicates(index: Index, readers: list[dict[str, Any]]) -> tuple[np.ndarray, dict]:
+  """Split groups that join patients whose images are (near) duplicates of each other.
+
+  Patient ids are not always trustworthy: Cohen's collection files some radiographs under two
+  patient ids, composite sets re-use images of other sets. Grouping by patient alone would put
+  such copies on both sides of a split. Images are matched with the leakage audit's perceptual
+  hashes (`jaxcxr.data.duplicates.duplicate_pairs`: resized, re-encoded, flipped and rotated
+  copies), and a group is a connected component of "same patient" ∪ "duplicate image".
+  """
+  n = len(index)
+  feats = [
+    duplicates.image_features(readers[c][sp][int(r)]["image"])
+    for c, sp, r in zip(index.component, index.split, index.record, strict=True)
+  ]
+  i, j, _, _ = duplicates.duplicate_pairs(feats)
+  _, first = np.unique(index.patient, return_index=True)
+  patient_root = first[np.unique(index.patient, return_inverse=True)[1]]
+  rows = np.concatenate([i, np.arange(n)])
+  cols = np.concatenate([j, patient_root])
+  num_groups, component = duplicates.component_labels(n, rows, cols)
+  num_patients = len(first)
+  report = {
+    "duplicate_pairs": int(len(i)),
+    "cross_patient_pairs": int((index.patient[i] != index.patient[j]).sum()),
+    "patients_merged": int(num_patients - num_groups),
+  }
+  if report["patients_merged"]:
+    logging.warning(
+      "%d pairs of duplicate images join %d patients into shared split groups: %s",
+      report["cross_patient_pairs"], report["patients_merged"],
+      sorted({(index.patient[a], index.patient[b]) for a, b in zip(i, j, strict=True)
+              if index.patient[a] != index.patient[b]})[:20],
+    )  # fmt: skip
+  return np.asarray([f"group{k}" for k in component], dtype=object), report
+
+
+def check_disjoint(splits: dict[str, Any]) -> None:
+  """Raises if a patient is in two splits: the guarantee every re-split method makes."""
+  seen: dict[str, str] = {}
+  for s, v in splits.items():
+    for p in set(v.patients):
+      if p in seen and seen[p] != s:
+        raise AssertionError(f"patient {p} is in splits {seen[p]} and {s}")
+      seen[p] = s

@@ -1,0 +1,147 @@
+"""Views: the random-access splits that grain reads, and `Data`, the named splits of a run.
+
+`view[i]` is the underlying TFDS record with `label` replaced by the output class id (or a
+multi-hot vector) and `dataset` added; metadata arrays (`labels`, `patients`) are read without
+decoding images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxcxr.data import tfds_access
+from jaxcxr.data.classes import Component, Index, read_index
+from jaxcxr.data.tfds_access import label_names
+
+
+class View:
+  """A random-access split over the records of one or more TFDS datasets (what grain reads).
+
+  `view[i]` is the underlying record with `label` replaced by the output class id and two keys
+  added: `dataset` (the component's TFDS name) and, when the builder has none, `source` (= the
+  dataset name). Metadata arrays (`labels`, `patients`) are available without reading images.
+  """
+
+  def __init__(self, name: str, readers: list[dict[str, Any]], names: list[str], index: Index):
+    self.name = name
+    self._readers = readers  # per component: {dataset split: random-access records}
+    self._names = names  # per component: TFDS name
+    self.index = index
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    c = int(self.index.component[i])
+    record = dict(self._readers[c][self.index.split[i]][int(self.index.record[i])])
+    if self.index.targets is None:
+      record["label"] = int(self.index.label[i])
+    else:
+      record["label"] = self.index.targets[i].astype(np.float32)  # Multi-hot.
+    record["dataset"] = self._names[c]
+    record.setdefault("source", self._names[c])
+    return record
+
+  @property
+  def labels(self) -> np.ndarray:
+    return self.index.label
+
+  @property
+  def label_spec(self) -> tuple[tuple[int, ...], type]:
+    """Shape and dtype of one example's `label`: a class id, or a multi-hot vector."""
+    if self.index.targets is None:
+      return (), np.int32
+    return (self.index.targets.shape[1],), np.float32
+
+  @property
+  def patients(self) -> np.ndarray:
+    return self.index.patient
+
+  def __repr__(self) -> str:
+    return f"View({self.name!r}, n={len(self)}, patients={len(set(self.patients))})"
+
+
+@dataclasses.dataclass
+class Data:
+  """The named splits of a run, their class names and how they were made."""
+
+  splits: dict[str, View]
+  class_names: list[str]
+  report: dict[str, Any]
+  multi_label: bool = False
+
+  def split(self, split: str) -> View:
+    """The view of `split`; a clear error if this run has no such split."""
+    if split not in self.splits:
+      raise ValueError(
+        f"Split {split!r} is not one of this run's splits {sorted(self.splits)} "
+        "(see config.input.splits)."
+      )
+    return self.splits[split]
+
+  # Old name, kept until jaxcxr.train/evaluate (rewritten for issue 8) call `split`: "source"
+  # now means an image's provenance only.
+  source = split
+
+  def describe(self) -> dict[str, Any]:
+    """The report plus, per split, image/patient/class counts and the sorted patient ids."""
+    return {
+      **self.report,
+      "class_names": self.class_names,
+      "splits": describe(self.splits, self.class_names),
+      "patients": {s: sorted(set(v.patients)) for s, v in self.splits.items()},
+    }
+
+  def class_counts(self, split: str = "train") -> np.ndarray:
+    return np.bincount(self.split(split).labels, minlength=len(self.class_names))
+
+
+class _PlainView(View):
+  """A builder split read as is (no class map, no re-split); its index is read on first use."""
+
+  def __init__(self, name: str, builder: tfds.core.DatasetBuilder, dataset: str):
+    self.name, self._builder, self._dataset = name, builder, dataset
+    self._records = tfds_access.open_split(builder, name)
+    self._index: Index | None = None
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    record = dict(self._records[i])
+    record["dataset"] = self._dataset
+    record.setdefault("source", self._dataset)
+    return record
+
+  @property
+  def label_spec(self) -> tuple[tuple[int, ...], type]:
+    return (), np.int32  # Plain views are single-label.
+
+  @property
+  def index(self) -> Index:
+    if self._index is None:
+      comp = Component(self._dataset, (self.name,))
+      self._index, _, _ = read_index([comp], [self._builder], label_names(self._builder))
+    return self._index
+
+
+def describe(splits: dict[str, View], class_names: list[str]) -> dict[str, Any]:
+  """Images, patients and per-class counts (multi-label: positives) of every split."""
+
+  def per_class(v: View) -> list[int]:
+    if v.index.targets is not None:
+      return v.index.targets.sum(0).tolist()
+    return np.bincount(v.labels, minlength=len(class_names)).tolist()
+
+  return {
+    s: {
+      "images": len(v),
+      "patients": len(set(v.patients)),
+      "per_class": dict(zip(class_names, per_class(v), strict=True)),
+    }
+    for s, v in splits.items()
+  }

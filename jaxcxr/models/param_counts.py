@@ -1,0 +1,58 @@
+"""Trainable parameters of every registered model with the 1000-class ImageNet head.
+
+Metadata, so that `python -m jaxcxr.models` lists the registry in seconds without building ~60
+networks; `registry.register` attaches each count to the model's `default_cfg["num_params"]`.
+`python -m jaxcxr.models --check` builds every model (abstractly) and compares, and
+tests/test_models.py does so for the tiny variants. A new model adds its line here.
+"""
+
+NUM_PARAMS: dict[str, int] = {
+  "densenet121": 7978856,
+  "densenet169": 14149480,
+  "densenet201": 20013928,
+  "densenet_tiny": 61560,
+  "efficientnet_b0": 5288548,
+  "efficientnet_b1": 7794184,
+  "efficientnet_b2": 9109994,
+  "efficientnet_b3": 12233232,
+  "efficientnet_b4": 19341616,
+  "efficientnet_b5": 30389784,
+  "efficientnet_b6": 43040704,
+  "efficientnet_b7": 66347960,
+  "efficientnet_lite0": 4652008,
+  "efficientnet_lite1": 5416680,
+  "efficientnet_lite2": 6092072,
+  "efficientnet_lite3": 8197096,
+  "efficientnet_lite4": 13006568,
+  "efficientnet_tiny": 36572,
+  "inception_v3": 23834568,
+  "inception_v3_keras": 23834568,
+  "inception_v3_tiny": 601260,
+  "mobilenet_v2": 3504872,
+  "mobilenet_v2_tiny": 84392,
+  "resnet101": 44549160,
+  "resnet152": 60192808,
+  "resnet18": 11689512,
+  "resnet34": 21797672,
+  "resnet50": 25557032,
+  "resnet50_keras": 25583592,
+  "resnet_tiny": 143312,
+  "tf_efficientnet_b0": 5288548,
+  "tf_efficientnet_b1": 7794184,
+  "tf_efficientnet_b2": 9109994,
+  "tf_efficientnet_b3": 12233232,
+  "tf_efficientnet_b4": 19341616,
+  "tf_efficientnet_b5": 30389784,
+  "tf_efficientnet_b6": 43040704,
+  "tf_efficientnet_b7": 66347960,
+  "tf_efficientnet_lite0": 4652008,
+  "tf_efficientnet_lite1": 5416680,
+  "tf_efficientnet_lite2": 6092072,
+  "tf_efficientnet_lite3": 8197096,
+  "tf_efficientnet_lite4": 13006568,
+  "vgg16": 138357544,
+  "vgg16_bn": 138365992,
+  "vgg19": 143667240,
+  "vgg19_bn": 143678248,
+  "vgg_tiny": 187384,
+}
