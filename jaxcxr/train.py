@@ -287,7 +287,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     jax.default_backend(),
     dict(mesh.shape),
   )
-
+  config_lib.validate(config, num_devices=mesh.devices.size)
   data = _load_datasets(config)
   class_names = data.class_names
   num_classes = config.num_classes or len(class_names)

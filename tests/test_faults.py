@@ -168,3 +168,46 @@ def test_lying_safetensors_header_names_the_file(tmp_path):
   path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
   with pytest.raises(ValueError, match=r"lying\.safetensors is not a valid safetensors file"):
     readers.read_checkpoint(path)
+
+
+# --- finding 8: the whole config is checked at start, before any data is touched ---------------
+
+
+@pytest.mark.parametrize(
+  ("key", "value", "devices", "named"),
+  [
+    ("input.eval_batch_size", 6, 4, "config.input.eval_batch_size=6"),
+    ("input.batch_size", 6, 4, "config.input.batch_size=6"),
+    ("input.batch_size", 0, 1, "config.input.batch_size=0"),
+    ("input.batch_size", -8, 1, "config.input.batch_size=-8"),
+    ("input.image_size", 0, 1, "config.input.image_size=0"),
+    ("input.image_size", -32, 1, "config.input.image_size=-32"),
+    ("total_steps", -5, 1, "config.total_steps=-5"),
+    ("num_epochs", -1.0, 1, "config.num_epochs=-1.0"),
+    ("log_every_steps", 0, 1, "config.log_every_steps=0"),
+    ("optimizer.lr", float("nan"), 1, "config.optimizer.lr=nan"),
+    ("keep_checkpoints", 0, 1, "config.keep_checkpoints=0"),
+  ],
+)
+def test_config_validate_names_the_key(tmp_path, key, value, devices, named):
+  from jaxcxr import config_lib
+  from tests.conftest import set_keys, tiny_config
+
+  c = tiny_config(str(tmp_path))
+  config_lib.validate(c, num_devices=devices if devices == 1 else 8)  # the tiny config is fine
+  set_keys(c, **{key: value})
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c, num_devices=devices)
+  assert named in str(e.value)
+
+
+def test_setup_validates_before_touching_data(tmp_path):
+  """A bad config fails in `setup` with its key named, before the dataset is read or built."""
+  from jaxcxr import train
+  from tests.conftest import tiny_config
+
+  c = tiny_config(str(tmp_path / "no_data_here"), total_steps=-5)
+  c.input.data = "no_such_dataset_xyz"
+  with pytest.raises(ValueError, match=r"config\.total_steps=-5"):
+    train.setup(c)
+  assert not (tmp_path / "no_data_here").exists()
