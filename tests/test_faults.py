@@ -211,3 +211,52 @@ def test_setup_validates_before_touching_data(tmp_path):
   with pytest.raises(ValueError, match=r"config\.total_steps=-5"):
     train.setup(c)
   assert not (tmp_path / "no_data_here").exists()
+
+
+# --- finding 3: a build remembers what it was made from ------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+KERMANY_DUMMY = REPO / "tfds_builders" / "chest_xray_pneumonia" / "dummy_data"
+
+
+@pytest.mark.slow  # one tiny Kermany build: ~5 s
+def test_build_is_not_reused_for_other_or_missing_manual_dir(tmp_path):
+  import shutil
+
+  from jaxcxr.data import datasets
+
+  manual = tmp_path / "kermany"
+  shutil.copytree(KERMANY_DUMMY, manual)
+  data_dir = str(tmp_path / "tfds")
+  builder = datasets.prepare(datasets.get_builder("chest_xray_pneumonia/2class", data_dir), manual)
+  build = builder.data_dir
+  record = open(f"{build}/{datasets.SOURCE_RECORD}").read()
+  assert str(manual) in record and '"sha256"' in record
+  n_train = builder.info.splits["train"].num_examples
+  get = lambda: datasets.get_builder("chest_xray_pneumonia/2class", data_dir)
+
+  datasets.prepare(get(), str(manual))  # the same data: the build is reused
+  moved = tmp_path / "moved"
+  shutil.copytree(manual, moved)
+  datasets.prepare(get(), str(moved))  # a copy of the same data: reused too
+  datasets.prepare(get(), None)  # no manual_dir: the build as it is
+
+  with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+    datasets.prepare(get(), str(tmp_path / "nowhere"))
+
+  # Another copy of the data (one more image): refused, naming both and the way out.
+  shutil.copy(
+    moved / "chest_xray" / "train" / "NORMAL" / "IM-0001-0001.jpeg",
+    moved / "chest_xray" / "train" / "NORMAL" / "IM-0999-0001.jpeg",
+  )
+  with pytest.raises(ValueError) as e:
+    datasets.prepare(get(), str(moved))
+  msg = str(e.value)
+  assert str(manual) in msg and str(moved) in msg and f"Delete {build}" in msg
+  # An edited label list changes the fingerprint even at the same size.
+  assert datasets.fingerprint(str(manual)) == datasets.fingerprint(str(tmp_path / "kermany"))
+  (manual / "labels.csv").write_text("a,1\n")
+  before = datasets.fingerprint(str(manual))
+  (manual / "labels.csv").write_text("a,2\n")
+  assert datasets.fingerprint(str(manual))["sha256"] != before["sha256"]
+  assert get().info.splits["train"].num_examples == n_train  # nothing was rebuilt behind our back
