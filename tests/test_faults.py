@@ -260,3 +260,66 @@ def test_build_is_not_reused_for_other_or_missing_manual_dir(tmp_path):
   (manual / "labels.csv").write_text("a,2\n")
   assert datasets.fingerprint(str(manual))["sha256"] != before["sha256"]
   assert get().info.splits["train"].num_examples == n_train  # nothing was rebuilt behind our back
+
+
+# --- findings 4 and 5: file names that are not UTF-8, tiny and huge images ----------------------
+
+
+def _planted_kermany(tmp_path):
+  """The Kermany dummy data plus a non-UTF-8 name, a 1x1 image and a 12,000 px square image."""
+  import os
+  import shutil
+
+  from PIL import Image
+
+  manual = tmp_path / "kermany"
+  shutil.copytree(KERMANY_DUMMY, manual)
+  normal = manual / "chest_xray" / "train" / "NORMAL"
+  good = (normal / "IM-0001-0001.jpeg").read_bytes()
+  # A Latin-1 name (b'\xe9' is 'é' in Latin-1, invalid alone in UTF-8), as from an old archive.
+  with open(os.path.join(os.fsencode(normal), b"IM-0200-0001-caf\xe9.jpeg"), "wb") as f:
+    f.write(good)
+  Image.new("L", (1, 1), 128).save(normal / "IM-0300-0001.jpeg")
+  Image.new("L", (12000, 12000), 100).save(normal / "IM-0400-0001.jpeg", quality=50)
+  return manual
+
+
+@pytest.mark.slow  # one Kermany build with a 144 MP image: ~10 s
+def test_non_utf8_names_and_tiny_and_huge_images_are_counted(tmp_path):
+  from tfds_builders import common, testing_utils
+  from tfds_builders.chest_xray_pneumonia import chest_xray_pneumonia_dataset_builder as cxp
+
+  builder = testing_utils.build(cxp.Builder, _planted_kermany(tmp_path), tmp_path / "tfds")
+  skipped, flagged = builder.skipped["train"], builder.flagged["train"]
+  assert skipped[common.SKIP_NAME_NOT_UTF8] == ["train/NORMAL/IM-0200-0001-caf\\xe9.jpeg"]
+  assert skipped[common.SKIP_TOO_SMALL] == ["train/NORMAL/IM-0300-0001.jpeg"]
+  assert flagged[common.FLAG_DOWNSCALED] == ["train/NORMAL/IM-0400-0001.jpeg"]
+  source = builder.as_data_source("train")
+  examples = {source[i]["filename"].decode(): source[i] for i in range(len(source))}
+  assert "train/NORMAL/IM-0300-0001.jpeg" not in examples
+  assert examples["train/NORMAL/IM-0400-0001.jpeg"]["image"].shape == (8192, 8192, 1)
+  assert len(examples) == 8 + 1  # the dummy's 8 good train images and the downscaled one
+
+
+def test_image_size_rule():
+  import io
+
+  from PIL import Image
+
+  from tfds_builders import common
+
+  def png(size, mode="L"):
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+  log = common.SkipLog("ds", "train")
+  assert common.image_or_skip(log, "one.png", png((1, 1)), "png") is None
+  assert common.image_or_skip(log, "thin.png", png((15, 400)), "png") is None
+  small = png((16, 16))
+  assert common.image_or_skip(log, "ok.png", small, "png") is small  # grey PNG: byte for byte
+  wide = common.image_or_skip(log, "wide.png", png((9000, 300), "RGB"), "png")
+  assert Image.open(io.BytesIO(wide)).size == (8192, 273)
+  assert common.image_or_skip(log, "bad.png", b"\x89PNG junk", "png", corrupt_reason="bad") is None
+  assert dict(log.skipped) == {common.SKIP_TOO_SMALL: ["one.png", "thin.png"], "bad": ["bad.png"]}
+  assert dict(log.flagged) == {common.FLAG_DOWNSCALED: ["wide.png"]}

@@ -426,13 +426,11 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
       if folder != IMAGES_DIR or name not in image_files:
         log.skip("row without image file", rel)
         continue
-      try:
-        image = common.grayscale_image_bytes((root / rel).read_bytes(), "jpeg")
-        with Image.open(io.BytesIO(image)) as img:
-          size = img.size
-      except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-        log.skip("unreadable/corrupt image", rel)
+      image = common.image_or_skip(log, rel, root / rel, "jpeg")
+      if image is None:
         continue
+      with Image.open(io.BytesIO(image)) as img:
+        size = img.size
       mask, has_mask = np.zeros((size[1], size[0], 1), np.uint8), False
       if name in mask_files:
         try:

@@ -418,7 +418,7 @@ def cohen_pairs(layout: CohenLayout, log: _Log, counts: dict[str, int]) -> Itera
     )
   images = {p.name: p for p in (layout.root / "images").iterdir() if _is_image_file(p)}
   counts.update(masks=0, matched=0)
-  for mask in sorted(layout.mask_dir.iterdir(), key=lambda p: p.name):
+  for mask in common.list_dir(layout.mask_dir, log, _V7_DIR):
     mask_rel = f"{_V7_DIR}/{mask.name}"
     if not _is_image_file(mask):
       log.skip("non-image file (ignored)", mask_rel)
@@ -497,7 +497,7 @@ def nlm_pairs(source: str, layout: NlmLayout, log: _Log, counts: dict[str, int])
   counts.update(masks=0, matched=0, images_without_mask=0)
   for mask_dir in layout.mask_dirs:
     found = {}
-    for p in sorted(mask_dir.iterdir(), key=lambda p: p.name):
+    for p in common.list_dir(mask_dir, log, _rel(mask_dir, layout.root, layout.base)):
       if not _is_image_file(p):
         log.skip("non-image file (ignored)", _rel(p, layout.root, layout.base))
       elif not p.name.startswith(prefix):
@@ -508,7 +508,7 @@ def nlm_pairs(source: str, layout: NlmLayout, log: _Log, counts: dict[str, int])
   counts["masks"] = len(set().union(*masks))  # Images with a mask file (left or right) on disk.
 
   images = {}
-  for p in sorted((layout.root / "CXR_png").iterdir(), key=lambda p: p.name):
+  for p in common.list_dir(layout.root / "CXR_png", log, "CXR_png"):
     rel = f"CXR_png/{p.name}"
     if not _is_image_file(p):
       log.skip("non-image file (ignored)", rel)
@@ -588,13 +588,11 @@ _FINDERS: dict[str, Callable[[epath.Path], CohenLayout | NlmLayout]] = {
 
 def load_pair(pair: Pair, log: _Log, name: str) -> tuple[bytes, bytes, float] | None:
   """Reads `pair`: `(image PNG, mask PNG, lung fraction)`, or None (skipped, logged)."""
-  try:
-    image = common.grayscale_image_bytes(pair.image.read_bytes(), "png")
-    with Image.open(io.BytesIO(image)) as img:
-      size = img.size  # (width, height)
-  except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-    log.skip("unreadable/corrupt image", name)
+  image = common.image_or_skip(log, name, pair.image, "png")
+  if image is None:
     return None
+  with Image.open(io.BytesIO(image)) as img:
+    size = img.size  # (width, height)
   lungs, flags = [], []  # Flags are logged only if the pair makes an example.
   for path in pair.masks:
     try:
