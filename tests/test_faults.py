@@ -323,3 +323,42 @@ def test_image_size_rule():
   assert common.image_or_skip(log, "bad.png", b"\x89PNG junk", "png", corrupt_reason="bad") is None
   assert dict(log.skipped) == {common.SKIP_TOO_SMALL: ["one.png", "thin.png"], "bad": ["bad.png"]}
   assert dict(log.flagged) == {common.FLAG_DOWNSCALED: ["wide.png"]}
+
+
+# --- finding 9: Cohen metadata.csv with a duplicated column or shifted rows ---------------------
+
+COHEN_DUMMY = REPO / "tfds_builders" / "covid_chestxray" / "dummy_data" / "covid-chestxray-dataset"
+
+
+def test_cohen_duplicated_header_is_refused(tmp_path):
+  from tfds_builders import common
+  from tfds_builders.covid_chestxray import covid_chestxray_dataset_builder as ccx
+
+  text = (COHEN_DUMMY / "metadata.csv").read_text()
+  header, rest = text.split("\n", 1)
+  path = tmp_path / "metadata.csv"
+  path.write_text(header.replace("other_notes", "Finding ") + "\n" + rest)
+  with pytest.raises(ValueError) as e:
+    ccx.read_metadata(path, common.SkipLog("covid_chestxray", "train"))
+  assert str(path) in str(e.value) and "['finding']" in str(e.value)
+
+
+@pytest.mark.slow  # one Cohen dummy build: ~5 s
+def test_cohen_shifted_row_is_skipped_as_shifted(tmp_path):
+  import shutil
+
+  from tfds_builders import testing_utils
+  from tfds_builders.covid_chestxray import covid_chestxray_dataset_builder as ccx
+
+  manual = tmp_path / "cohen"
+  shutil.copytree(COHEN_DUMMY, manual)
+  lines = (manual / "metadata.csv").read_text().split("\n")
+  row = next(i for i, line in enumerate(lines) if "nejmc2001573_f1a.jpeg" in line)
+  lines[row] = "4," + lines[row]  # one cell too many: every column shifted right
+  (manual / "metadata.csv").write_text("\n".join(lines))
+  builder = testing_utils.build(ccx.Builder, manual, tmp_path / "tfds", "2class")
+  skipped = builder.skipped["train"]
+  assert skipped[ccx.SKIP_SHIFTED_ROW] == [f"metadata.csv row {row} (29 cells: 4,4,0...)"]
+  assert "images/nejmc2001573_f1a.jpeg" in skipped["file without metadata row"]
+  # No reason of the other rows names the shifted row's cells.
+  assert sum(map(len, skipped.values())) == 12

@@ -397,8 +397,21 @@ def _read_cohen_metadata(path: epath.Path) -> dict[str, list[dict[str, str]]] | 
   missing = {"patientid", "filename"} - set(reader.fieldnames or ())
   if missing:
     raise ValueError(f"{path}: columns {sorted(missing)} missing (header: {reader.fieldnames})")
+  duplicated = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+  if duplicated:  # the last copy would silently replace the first in every row
+    raise ValueError(f"{path}: column(s) {duplicated} appear more than once in the header.")
+  shifted = 0
   for row in reader:
+    if None in row or None in row.values():
+      # More or fewer cells than the header: shifted columns, no cell can be trusted. The
+      # image is then flagged as having no metadata row.
+      shifted += 1
+      continue
     rows.setdefault((row["filename"] or "").strip(), []).append(row)
+  if shifted:
+    logging.warning(
+      "%s: %d row(s) with another number of cells than the header ignored.", path, shifted
+    )
   return rows
 
 
