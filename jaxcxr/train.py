@@ -33,7 +33,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import config_lib, losses, metrics, models, optim, sharding
+from jaxcxr import config_lib, losses, metrics, models, optim, sharding, workdir_lock
 from jaxcxr.data import augment, datasets, pipeline, sources
 
 
@@ -337,6 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if is_main:
+    workdir_lock.hold(workdir)  # a second run on this workdir is refused, naming the first
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   s = setup(config)
   mesh, data, class_names = s.mesh, s.data, s.class_names
@@ -428,6 +429,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer.close()
   if writer:
     writer.close()
+  workdir_lock.release(workdir)
   return results
 
 

@@ -362,3 +362,66 @@ def test_cohen_shifted_row_is_skipped_as_shifted(tmp_path):
   assert "images/nejmc2001573_f1a.jpeg" in skipped["file without metadata row"]
   # No reason of the other rows names the shifted row's cells.
   assert sum(map(len, skipped.values())) == 12
+
+
+# --- finding 6: two trainings on one workdir ---------------------------------------------------
+
+
+def _lock_as_another_process(path, record: dict):
+  """Holds `path`'s flock on a file description of our own, as another process would."""
+  import fcntl
+  import json
+
+  f = open(path, "a+")  # noqa: SIM115
+  fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  f.truncate(0)
+  f.write(json.dumps(record))
+  f.flush()
+  return f
+
+
+def test_workdir_lock_refuses_a_second_run_naming_the_first(tmp_path):
+  from jaxcxr import train, workdir_lock
+  from tests.conftest import tiny_config
+
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  other = _lock_as_another_process(
+    workdir / workdir_lock.LOCK_FILE, {"pid": 4242, "host": "gpu7", "started": "then"}
+  )
+  c = tiny_config(str(tmp_path / "tfds"))
+  c.input.data = "no_such_dataset_xyz"  # the lock is checked before any data is touched
+  with pytest.raises(workdir_lock.WorkdirLockedError) as e:
+    train.train_and_evaluate(c, str(workdir))
+  assert "pid 4242 on host gpu7" in str(e.value) and str(workdir) in str(e.value)
+  other.close()  # the first run ends: the lock is free
+  workdir_lock.hold(str(workdir))
+  workdir_lock.hold(str(workdir))  # re-entrant within a process
+  with pytest.raises(BlockingIOError):
+    _lock_as_another_process(workdir / workdir_lock.LOCK_FILE, {})
+  workdir_lock.release(str(workdir))
+  _lock_as_another_process(workdir / workdir_lock.LOCK_FILE, {}).close()
+
+
+def test_workdir_lock_of_a_killed_run_is_not_stale(tmp_path):
+  """`kill -9` leaves the record behind but not the lock: the next run starts."""
+  import signal
+  import subprocess
+  import sys
+
+  from jaxcxr import workdir_lock
+
+  holder = subprocess.Popen(
+    [sys.executable, "-c", "import sys, time; from jaxcxr import workdir_lock; "
+     "workdir_lock.hold(sys.argv[1]); print('held', flush=True); time.sleep(120)", str(tmp_path)],
+    stdout=subprocess.PIPE, text=True, cwd=REPO,
+  )  # fmt: skip
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(workdir_lock.WorkdirLockedError, match=f"pid {holder.pid} on host"):
+      workdir_lock.hold(str(tmp_path))
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  workdir_lock.hold(str(tmp_path))
+  workdir_lock.release(str(tmp_path))
