@@ -361,7 +361,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = checkpointer.latest_step() or 0
   if start_step:
     logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
-    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(state), train_iter)
+    start_step, state, train_iter = checkpointer.restore_newest_intact(
+      ckpt_lib.abstract_like(state), train_iter
+    )
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))

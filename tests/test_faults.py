@@ -11,6 +11,7 @@ import pickle
 import struct
 import zipfile
 
+import jax
 import ml_dtypes
 import numpy as np
 import pytest
@@ -425,3 +426,61 @@ def test_workdir_lock_of_a_killed_run_is_not_stale(tmp_path):
     holder.wait()
   workdir_lock.hold(str(tmp_path))
   workdir_lock.release(str(tmp_path))
+
+
+# --- finding 7: a damaged newest checkpoint does not block resuming ------------------------------
+
+
+_RESUME_KW = dict(
+  total_steps=6, checkpoint_every_steps=2, keep_checkpoints=5, eval_splits=("test",)
+)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tfds_dir, tmp_path_factory):
+  from jaxcxr import train
+  from tests.conftest import tiny_config
+
+  full = tmp_path_factory.mktemp("full")
+  train.train_and_evaluate(tiny_config(tfds_dir, **_RESUME_KW), str(full))
+  return full
+
+
+@pytest.mark.slow  # three tiny trainings: ~1 min on 2 cores
+@pytest.mark.parametrize("damage", ["emptied", "truncated"])
+def test_resume_skips_a_damaged_newest_checkpoint(
+  tfds_dir, uninterrupted_run, tmp_path, damage, caplog
+):
+  import logging
+  import os
+  import shutil
+
+  import orbax.checkpoint as ocp
+
+  from jaxcxr import train
+  from tests.conftest import tiny_config
+
+  kw, full, parted = _RESUME_KW, uninterrupted_run, tmp_path / "parted"
+  assert (
+    train.train_and_evaluate(tiny_config(tfds_dir, halt_after_steps=4, **kw), str(parted)) == {}
+  )
+  step4 = parted / "checkpoints" / "4"
+  if damage == "emptied":
+    for child in step4.iterdir():
+      shutil.rmtree(child) if child.is_dir() else child.unlink()
+  else:  # every file of the train state cut to half its size
+    for root, _, files in os.walk(step4 / "state"):
+      for name in files:
+        path = os.path.join(root, name)
+        with open(path, "r+b") as f:
+          f.truncate(os.path.getsize(path) // 2)
+  with caplog.at_level(logging.WARNING):
+    results = train.train_and_evaluate(tiny_config(tfds_dir, **kw), str(parted))
+  assert "test" in results
+  assert "skipped the damaged newer checkpoint(s): step 4" in caplog.text
+  assert (tmp_path / "parted" / "checkpoints_damaged" / "4").is_dir()  # kept, not deleted
+  # Resumed from step 2, the run still ends bit-identical to the uninterrupted one.
+  restore = lambda d: ocp.StandardCheckpointer().restore(str(d / "checkpoints" / "6" / "state"))
+  a, b = restore(full), restore(parted)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
