@@ -12,11 +12,13 @@ saves every K steps; `train_and_evaluate` always resumes from the workdir's late
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 class Checkpointer:
@@ -61,6 +63,58 @@ class Checkpointer:
       ),
     )
     return restored["state"], restored["data"]
+
+  def restore_newest_intact(self, abstract_state: Any, data_iterator: Any) -> tuple[int, Any, Any]:
+    """Restores the newest checkpoint that restores: `(step, state, data iterator)`.
+
+    Saves are atomic, but a step folder can still be emptied or damaged afterwards (a full or
+    failing disk, a partial copy of the workdir). Such a step would block every resume; instead
+    it is moved aside to `<directory>_damaged/<step>` (kept, for inspection), a warning names
+    it and why it failed, and the previous step is tried.
+
+    Raises:
+      RuntimeError: no checkpoint restores; the message names each step and its error.
+    """
+    failures, failed_steps = [], []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        state, data_iterator = self.restore(step, abstract_state, data_iterator)
+      except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        failures.append(f"step {step}: {reason}")
+        failed_steps.append(step)
+        logging.warning(
+          "The checkpoint of step %d in %s cannot be restored (%s); trying the previous one.",
+          step,
+          self.directory,
+          reason,
+        )
+        continue
+      if failures:
+        self._set_aside(failed_steps)
+        logging.warning(
+          "Resumed from step %d; skipped the damaged newer checkpoint(s): %s (moved to %s).",
+          step,
+          "; ".join(failures),
+          self.directory + "_damaged",
+        )
+      return step, state, data_iterator
+    raise RuntimeError(
+      f"No checkpoint in {self.directory} can be restored: {'; '.join(failures) or 'none'}. "
+      "Move the folder away to start afresh."
+    )
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Moves damaged step folders out of the manager's directory, so new saves can take them."""
+    if jax.process_index() == 0:
+      aside = self.directory + "_damaged"
+      os.makedirs(aside, exist_ok=True)
+      for step in steps:
+        target = os.path.join(aside, str(step))
+        if os.path.exists(target):
+          shutil.rmtree(target)
+        shutil.move(os.path.join(self.directory, str(step)), target)
+    self.manager.reload()
 
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores only the train state (for evaluation or fine-tuning from a run)."""

@@ -134,3 +134,57 @@ def resolve_total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int)
   if config.num_epochs:
     return max(1, int(round(config.num_epochs * steps_per_epoch)))
   raise ValueError("Set config.total_steps or config.num_epochs to a positive value.")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Checks the numbers of a whole config once, at start, before any data is touched.
+
+  Each mistake would otherwise surface late (after training, in PIL or grain, or as a
+  `ZeroDivisionError`) or not at all (a negative `total_steps` trains nothing and exits 0).
+
+  Args:
+    config: a config built from `base_config()`.
+    num_devices: the global device count the batches are split over.
+
+  Raises:
+    ValueError: naming the first offending key, its value and what is expected.
+  """
+
+  def get(key: str):
+    node = config
+    for part in key.split("."):
+      node = node[part]
+    return node
+
+  def require(key: str, ok, expected: str) -> None:
+    value = get(key)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (is_number and value == value and ok(value)):  # `value == value`: not NaN
+      raise ValueError(f"config.{key}={value!r}: expected {expected}.")
+
+  positive_int = lambda v: float(v).is_integer() and v > 0
+  non_negative_int = lambda v: float(v).is_integer() and v >= 0
+  require("input.batch_size", positive_int, "a positive integer")
+  require("input.eval_batch_size", non_negative_int, "a positive integer (0: batch_size)")
+  for key in ("input.batch_size", "input.eval_batch_size"):
+    if get(key) % num_devices:
+      raise ValueError(
+        f"config.{key}={get(key)} must be divisible by the number of devices ({num_devices}) "
+        "so that every device gets the same number of examples."
+      )
+  require("input.image_size", positive_int, "a positive integer (pixels)")
+  require("input.num_workers", non_negative_int, "a non-negative integer")
+  require("input.num_threads", positive_int, "a positive integer")
+  require("model.in_chans", positive_int, "a positive integer")
+  require("num_classes", non_negative_int, "a non-negative integer (0: from the data)")
+  require("total_steps", non_negative_int, "a non-negative integer (0: use num_epochs)")
+  require("num_epochs", lambda v: 0 <= v < float("inf"), "a non-negative number")
+  if not config.total_steps and not config.num_epochs:
+    raise ValueError("Set config.total_steps or config.num_epochs to a positive value.")
+  require("optimizer.lr", lambda v: 0 < v < float("inf"), "a positive finite number")
+  require("schedule.warmup_steps", non_negative_int, "a non-negative integer")
+  require("log_every_steps", positive_int, "a positive integer")
+  require("eval_every_steps", non_negative_int, "a non-negative integer (0: only at the end)")
+  require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
+  require("keep_checkpoints", positive_int, "a positive integer")
+  require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")

@@ -32,7 +32,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import cli, config_lib, losses, metrics, models, optim, sharding
+from jaxcxr import cli, config_lib, losses, metrics, models, optim, sharding, workdir_lock
 from jaxcxr.data import augment, classes, pipeline, splits, tfds_access
 
 
@@ -286,7 +286,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     jax.default_backend(),
     dict(mesh.shape),
   )
-
+  config_lib.validate(config, num_devices=mesh.devices.size)
   data = _load_datasets(config)
   class_names = data.class_names
   num_classes = config.num_classes or len(class_names)
@@ -336,6 +336,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if is_main:
+    workdir_lock.hold(workdir)  # a second run on this workdir is refused, naming the first
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   s = setup(config)
   mesh, data, class_names = s.mesh, s.data, s.class_names
@@ -359,7 +360,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = checkpointer.latest_step() or 0
   if start_step:
     logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
-    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(state), train_iter)
+    start_step, state, train_iter = checkpointer.restore_newest_intact(
+      ckpt_lib.abstract_like(state), train_iter
+    )
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -427,6 +430,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer.close()
   if writer:
     writer.close()
+  workdir_lock.release(workdir)
   return results
 
 

@@ -10,21 +10,81 @@ Conventions (set by `chest_xray_pneumonia`, the first builder):
     ones it kept but flagged, by reason, in `builder.skipped[split]` / `builder.flagged[split]`
     (`SkipReportMixin`), and logs one summary per split (`SkipLog.log`);
   * layout errors name the path, what is missing, what the folder holds and the expected layout
-    with where to download the data (`require_dir`, `layout_error`).
+    with where to download the data (`require_dir`, `layout_error`);
+  * bad input never aborts a build: a file name that is not valid UTF-8 is skipped and named
+    with `\\xNN` escapes (`list_dir`); an image with a side under `MIN_IMAGE_SIDE` px is
+    skipped, one with a side over `MAX_IMAGE_SIDE` px is downscaled to fit and flagged
+    (`image_or_skip`).
 """
 
 from __future__ import annotations
 
 import collections
+import io
+from typing import Protocol
 
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
+from PIL import Image
 
 from jaxcxr.data import images
 
 # Maximum number of file names spelled out per reason in a summary.
 MAX_NAMES_LOGGED = 50
+
+# Image size rule (`image_or_skip`). Under 16 px a side holds no radiograph (1x1 placeholders,
+# icons) and would be upsampled into a flat, labelled training image: skipped. (Not higher: the
+# builders' dummy data are 24-36 px images, so that their tests stay fast.) Over 8192 px a side
+# (real chest films are at most ~4300 px; 8192^2 is 67 MP) the stored image is downscaled, aspect
+# kept, so that its longer side is 8192 px: training resizes to a few hundred pixels anyway, and
+# one 12,000 px image would cost ~150 MB of decoding per read.
+MIN_IMAGE_SIDE = 16
+MAX_IMAGE_SIDE = 8192
+SKIP_CORRUPT_IMAGE = "unreadable/corrupt image"
+SKIP_TOO_SMALL = f"image too small (a side under {MIN_IMAGE_SIDE} px)"
+FLAG_DOWNSCALED = f"huge image (a side over {MAX_IMAGE_SIDE} px) downscaled to {MAX_IMAGE_SIDE} px"
+# TFDS stores the example key and `filename` as UTF-8 text: a name that is not (undecodable bytes
+# from the file system, as Python's surrogate escapes) cannot be stored and used to abort the
+# whole build with a UnicodeEncodeError naming no file. Skipping it (rather than storing an
+# invented name) keeps `filename` equal to the file on disk.
+SKIP_NAME_NOT_UTF8 = "file name not valid UTF-8 (rename the file to include it)"
+
+
+class Log(Protocol):
+  """What builders record skips and flags into: a `SkipLog`, or a view of one."""
+
+  def skip(self, reason: str, name: str) -> None: ...
+
+  def flag(self, reason: str, name: str) -> None: ...
+
+
+def printable(name: str) -> str:
+  """`name` with the bytes that are not UTF-8 (surrogate escapes) spelled `\\xNN`."""
+  return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8(name: str) -> bool:
+  try:
+    name.encode("utf-8")
+  except UnicodeEncodeError:
+    return False
+  return True
+
+
+def list_dir(folder: epath.Path, log: Log, rel_dir: str) -> list[epath.Path]:
+  """The entries of `folder` sorted by name, less those whose name is not valid UTF-8.
+
+  Those are skipped into `log` under `SKIP_NAME_NOT_UTF8`, as `rel_dir/<name>` with `\\xNN`
+  escapes (see `printable`).
+  """
+  kept = []
+  for path in sorted(epath.Path(folder).iterdir(), key=lambda p: p.name):
+    if is_utf8(path.name):
+      kept.append(path)
+    else:
+      log.skip(SKIP_NAME_NOT_UTF8, f"{rel_dir}/{path.name}" if rel_dir else path.name)
+  return kept
 
 
 def manual_dir(dl_manager: tfds.download.DownloadManager, instructions: str) -> epath.Path:
@@ -69,7 +129,9 @@ def layout_error(path: epath.Path, what: str, help_text: str) -> FileNotFoundErr
   return FileNotFoundError(f"{path} does not hold {what} (found: {listing(path)}). {help_text}")
 
 
-def grayscale_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
+def grayscale_image_bytes(
+  data: bytes, encoding: str = "jpeg", max_side: int | None = None
+) -> bytes:
   """Single-channel image bytes; raises if PIL cannot fully decode `data`.
 
   The one grey-level rule of `jaxcxr.data.images` (16-bit scaled so that 0 stays black and the
@@ -79,9 +141,49 @@ def grayscale_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
   Args:
     data: the file's bytes (JPEG, PNG, ...; any PIL mode).
     encoding: `jpeg` (quality 95) or `png`, the encoding of the dataset's image feature. Files
-      that are already grey and in that format are returned unchanged.
+      that are already grey, in that format and within `max_side` are returned unchanged.
+    max_side: if set, an image with a longer side is downscaled (Lanczos, aspect kept) to fit
+      in `max_side` x `max_side`. Builders go through `image_or_skip`, which records that.
   """
-  return images.grey_image_bytes(data, encoding)
+  return images.grey_image_bytes(data, encoding, max_side)
+
+
+def image_or_skip(
+  log: Log,
+  name: str,
+  data: bytes | epath.Path,
+  encoding: str = "jpeg",
+  corrupt_reason: str = SKIP_CORRUPT_IMAGE,
+) -> bytes | None:
+  """`grayscale_image_bytes` under the image size rule; None (skipped, recorded) if unusable.
+
+  Args:
+    log: where skips and flags go.
+    name: the file as the summary names it (its path relative to the upstream root).
+    data: the file's bytes, or its path (read here, so that an unreadable file is skipped too).
+    encoding: the dataset's image encoding, as in `grayscale_image_bytes`.
+    corrupt_reason: the builder's reason for a file PIL cannot decode.
+
+  Returns:
+    The single-channel image bytes (downscaled and flagged under `FLAG_DOWNSCALED` if a side is
+    over `MAX_IMAGE_SIDE`), or None: skipped under `SKIP_TOO_SMALL` (a side under
+    `MIN_IMAGE_SIDE`) or `corrupt_reason`.
+  """
+  try:
+    if not isinstance(data, bytes):
+      data = epath.Path(data).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+      size = img.size  # the header only: cheap, before a full decode
+    if min(size) < MIN_IMAGE_SIDE:
+      log.skip(SKIP_TOO_SMALL, name)
+      return None
+    image = grayscale_image_bytes(data, encoding, max_side=MAX_IMAGE_SIDE)
+  except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
+    log.skip(corrupt_reason, name)
+    return None
+  if max(size) > MAX_IMAGE_SIDE:
+    log.flag(FLAG_DOWNSCALED, name)
+  return image
 
 
 class SkipLog:
@@ -93,10 +195,10 @@ class SkipLog:
     self.flagged: dict[str, list[str]] = collections.defaultdict(list)
 
   def skip(self, reason: str, name: str) -> None:
-    self.skipped[reason].append(name)
+    self.skipped[reason].append(printable(name))  # logging and JSON need valid text
 
   def flag(self, reason: str, name: str) -> None:
-    self.flagged[reason].append(name)
+    self.flagged[reason].append(printable(name))
 
   def log(self) -> None:
     """Logs the counts and (up to MAX_NAMES_LOGGED) names per reason, once per split."""

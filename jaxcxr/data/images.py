@@ -94,19 +94,26 @@ def to_grey(image: np.ndarray | bytes) -> np.ndarray:
   return to_uint8(image)
 
 
-def grey_image_bytes(data: bytes, encoding: str = "jpeg") -> bytes:
+def grey_image_bytes(data: bytes, encoding: str = "jpeg", max_side: int | None = None) -> bytes:
   """Single-channel image bytes in `encoding`; raises if PIL cannot fully decode `data`.
 
   Args:
     data: the file's bytes (JPEG, PNG, ...; any PIL mode).
-    encoding: `jpeg` (quality 95) or `png`. Files that are already grey and in that format are
-      returned unchanged, byte for byte.
+    encoding: `jpeg` (quality 95) or `png`. Files that are already grey, in that format and
+      within `max_side` are returned unchanged, byte for byte.
+    max_side: if set, an image with a longer side is downscaled (Lanczos, aspect kept) to fit in
+      `max_side` x `max_side`.
   """
   fmt = {"jpeg": "JPEG", "png": "PNG"}[encoding]
   with open_image(data) as img:
-    if img.mode == "L" and img.format == fmt:
+    too_big = max_side is not None and max(img.size) > max_side
+    if img.mode == "L" and img.format == fmt and not too_big:
       return data
     grey = grey_pil(img)
+    if grey is img:
+      grey = img.copy()  # `img` closes with the `with`; thumbnail works in place.
+  if too_big:
+    grey.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
   buf = io.BytesIO()
   if fmt == "JPEG":
     grey.save(buf, format="JPEG", quality=95)

@@ -11,7 +11,9 @@ label features are.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 from typing import Any
 
@@ -45,20 +47,134 @@ def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
 def prepare(
   builder: tfds.core.DatasetBuilder, manual_dir: str | None = None
 ) -> tfds.core.DatasetBuilder:
-  """Writes the dataset as array_record files unless that was done before.
+  """Writes the dataset as array_record files unless that was done before, from the same data.
+
+  A build records what it was made from (`record_source`); an existing build is reused only if
+  `manual_dir` holds the same data (`check_source`), so a changed, moved-elsewhere or missing
+  manual dir is never trained on silently through an old build.
 
   Args:
     builder: from `get_builder`.
     manual_dir: where a manually downloaded dataset lives (Kermany `chest_xray`, ...).
+
+  Raises:
+    FileNotFoundError: a build exists but `manual_dir` does not.
+    ValueError: a build exists but was made from other data than `manual_dir` holds.
   """
+  manual_dir = manual_dir if _uses_manual_dir(builder) else None
   if is_prepared(builder):
+    check_source(builder, manual_dir)
     return builder
   logging.info("Preparing %s into %s", builder.info.full_name, builder.data_dir)
   builder.download_and_prepare(
     file_format="array_record",
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
   )
+  record_source(builder, manual_dir)
   return builder
+
+
+# --- what a build was made from -------------------------------------------------------------------
+
+SOURCE_RECORD = "jaxcxr_source.json"
+# Files whose content, not only size, goes into the fingerprint: the label and split lists,
+# where a change of labels usually lives. Images count by relative path and size.
+_CONTENT_HASHED = (".csv", ".txt", ".tsv", ".json")
+
+
+def _uses_manual_dir(builder: tfds.core.DatasetBuilder) -> bool:
+  return bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+
+
+def fingerprint(manual_dir: str) -> dict[str, Any]:
+  """A fingerprint of the data in `manual_dir`: file count, bytes and a sha256 over the files.
+
+  The hash covers every file's path relative to `manual_dir` and size, and the content of the
+  label/split lists (`.csv`, `.txt`, `.tsv`, `.json`). Not mtimes: a copy (`cp -r`, `rsync`
+  without `-t`) of the same data fingerprints the same; a renamed, added, removed or resized
+  image, or an edited label list, does not.
+
+  Raises:
+    FileNotFoundError: `manual_dir` is not a folder.
+  """
+  if not os.path.isdir(manual_dir):
+    raise FileNotFoundError(f"Manual directory {manual_dir} does not exist (or is no folder).")
+  h = hashlib.sha256()
+  files = size = 0
+  for root, dirs, names in os.walk(manual_dir):
+    dirs.sort()
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, manual_dir)
+      n = os.path.getsize(path)
+      files, size = files + 1, size + n
+      h.update(os.fsencode(rel) + b"\0" + str(n).encode() + b"\n")
+      if name.lower().endswith(_CONTENT_HASHED):
+        with open(path, "rb") as f:
+          h.update(hashlib.file_digest(f, "sha256").digest())
+  return {"files": files, "bytes": size, "sha256": h.hexdigest()}
+
+
+def _record_path(builder: tfds.core.DatasetBuilder) -> str:
+  return os.path.join(os.fspath(builder.data_dir), SOURCE_RECORD)
+
+
+def record_source(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+  """Writes `jaxcxr_source.json` beside the build: the manual dir and its `fingerprint`."""
+  record: dict[str, Any] = {"manual_dir": None}
+  if manual_dir is not None:
+    record = {"manual_dir": os.path.abspath(manual_dir), **fingerprint(manual_dir)}
+  tmp = _record_path(builder) + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(tmp, _record_path(builder))
+
+
+def check_source(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+  """Refuses to reuse a build made from other data than `manual_dir` holds.
+
+  No `manual_dir`: the build is used as it is. A build without a record (made by `tfds build`
+  or an earlier jaxcxr) cannot be checked: a warning says so.
+
+  Raises:
+    FileNotFoundError: `manual_dir` does not exist.
+    ValueError: the build's recorded fingerprint differs from `manual_dir`'s.
+  """
+  if manual_dir is None:
+    return
+  build = os.fspath(builder.data_dir)
+  if not os.path.isdir(manual_dir):
+    raise FileNotFoundError(
+      f"Manual directory {manual_dir} (config.input.manual_dir) does not exist; a build of "
+      f"{builder.info.full_name} is in {build}. Fix the path, or leave manual_dir unset to use "
+      "that build as it is."
+    )
+  try:
+    with open(_record_path(builder)) as f:
+      recorded = json.load(f)
+  except FileNotFoundError:
+    logging.warning(
+      "%s has no %s (built by `tfds build` or an older jaxcxr): cannot check that it was made "
+      "from %s. Delete that folder to rebuild from it.",
+      build,
+      SOURCE_RECORD,
+      manual_dir,
+    )
+    return
+  now = {"manual_dir": os.path.abspath(manual_dir), **fingerprint(manual_dir)}
+  if recorded.get("sha256") == now["sha256"]:
+    if recorded.get("manual_dir") != now["manual_dir"]:
+      logging.info("%s holds the same data as its build's %s", manual_dir, recorded["manual_dir"])
+    return
+  described = lambda r: (
+    f"{r.get('manual_dir')} ({r.get('files')} files, {r.get('bytes')} bytes, "
+    f"sha256 {str(r.get('sha256'))[:12]})"
+  )
+  raise ValueError(
+    f"The build of {builder.info.full_name} in {build} was made from {described(recorded)}, but "
+    f"manual_dir is {described(now)}: the data differ. Delete {build} to rebuild from "
+    f"{manual_dir}, or point manual_dir at the data it was built from."
+  )
 
 
 def open_split(builder: tfds.core.DatasetBuilder, split: str, **kwargs: Any) -> Any:

@@ -128,7 +128,15 @@ def merge_into(
     target = var.get_value()
     value = to_flax_layout(flat[name], np.ndim(target))
     if first_conv and name == f"{first_conv}.kernel":
-      value = adapt_input_conv(value, target.shape[2])
+      # The checkpoint's shape is untrusted: adapt only a conv kernel (HWIO) of the model's
+      # rank, and name the file and weight when it cannot be adapted.
+      if value.ndim != 4 or np.ndim(target) != 4:
+        mismatched.append(f"{name}: checkpoint {value.shape} vs model {target.shape}")
+        continue
+      try:
+        value = adapt_input_conv(value, target.shape[2])
+      except ValueError as e:
+        raise ValueError(f"Cannot load {source}: first conv {name!r}: {e}") from e
     if value.shape != target.shape:
       mismatched.append(f"{name}: checkpoint {value.shape} vs model {target.shape}")
       continue

@@ -115,11 +115,12 @@ class _Tensor:
   """A tensor whose storage may not have been read yet; `materialise` turns it into numpy."""
 
   def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple, dtype=None):
-    self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), stride
-    self.dtype = dtype or storage.dtype
+    self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+    self.dtype = storage.dtype if dtype is None and isinstance(storage, _Storage) else dtype
 
-  def to_numpy(self) -> np.ndarray:
-    flat = np.frombuffer(self.storage.data, dtype=self.dtype)
+  def to_numpy(self, path: PathLike = "checkpoint", key: str = "?") -> np.ndarray:
+    """The tensor as an owned numpy array, after `_check_tensor` proved the view in bounds."""
+    flat = _check_tensor(self, path, key)
     item = self.dtype.itemsize
     array = np.lib.stride_tricks.as_strided(
       flat[self.offset :], shape=self.size, strides=tuple(s * item for s in self.stride)
@@ -128,6 +129,57 @@ class _Tensor:
     if array.dtype == _TORCH_DTYPES["bfloat16"]:
       array = array.astype(np.float32)  # exact, and plain numpy can compute with it
     return array
+
+
+def _is_int(x: Any) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_tensor(t: _Tensor, path: PathLike, key: str) -> np.ndarray:
+  """The storage as a flat array of `t.dtype`, once `t`'s metadata is proven to fit in it.
+
+  The size, stride and offset come from the (untrusted) pickle: an unchecked `as_strided` view
+  past the end of the storage reads foreign memory or crashes the process.
+
+  Raises:
+    ValueError: naming the file and tensor, if the dtype is not a torch dtype, the metadata is
+      not non-negative integers of matching rank, or the view reaches past the storage.
+  """
+  where = f"{os.fspath(path)}: tensor {key!r}"
+  if not isinstance(t.storage, _Storage):
+    raise ValueError(f"{where} has no storage ({type(t.storage).__name__}): malformed pickle.")
+  if not (isinstance(t.dtype, np.dtype) and t.dtype in _TORCH_DTYPES.values()):
+    raise ValueError(f"{where} has dtype {t.dtype!r}, not a torch dtype: malformed pickle.")
+  size, stride, offset = t.size, t.stride, t.offset
+  if not (
+    isinstance(size, tuple | list)
+    and isinstance(stride, tuple | list)
+    and len(size) == len(stride)
+    and all(_is_int(n) and n >= 0 for n in (*size, *stride))
+    and _is_int(offset)
+    and offset >= 0
+  ):
+    raise ValueError(
+      f"{where} has malformed metadata (size {size!r}, stride {stride!r}, offset {offset!r}): "
+      "expected non-negative integers, one stride per dimension."
+    )
+  t.size, t.stride = tuple(size), tuple(stride)
+  data = t.storage.data
+  if data is None:
+    raise ValueError(f"{where}: its storage was never written (truncated file?).")
+  item = t.dtype.itemsize
+  if len(data) % item:
+    raise ValueError(f"{where}: storage of {len(data)} bytes is not a whole number of {t.dtype}.")
+  available = len(data) // item
+  extent = sum((n - 1) * s for n, s in zip(t.size, t.stride, strict=True))
+  needed = 0 if 0 in t.size else offset + 1 + extent
+  if needed > available:
+    raise ValueError(
+      f"{where} reaches past its storage: size {t.size}, stride {t.stride} and offset {offset} "
+      f"need {needed} elements of {t.dtype}, the storage holds {available}. The file is "
+      "corrupt or crafted."
+    )
+  return np.frombuffer(data, dtype=t.dtype)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_unused) -> _Tensor:
@@ -219,20 +271,33 @@ class _Unpickler(pickle.Unpickler):
     return self._load_storage(pid[1:])
 
 
-def _materialise(obj: Any) -> Any:
-  """Replaces every `_Tensor` in nested dicts/lists/tuples by its numpy array."""
+def _materialise(obj: Any, path: PathLike, key: str = "") -> Any:
+  """Replaces every `_Tensor` in nested dicts/lists/tuples by its numpy array.
+
+  `key` is the dotted position in the checkpoint (`state_dict.conv1.weight`), for errors.
+  """
   if isinstance(obj, _Tensor):
-    return obj.to_numpy()
+    return obj.to_numpy(path, key)
+  join = lambda k: f"{key}.{k}" if key else str(k)
   if isinstance(obj, dict):
     out = type(obj)() if type(obj) in (dict, OrderedDict) else {}
     for k, v in obj.items():
-      out[k] = _materialise(v)
+      out[k] = _materialise(v, path, join(k))
     return out
   if isinstance(obj, list):
-    return [_materialise(v) for v in obj]
+    return [_materialise(v, path, join(i)) for i, v in enumerate(obj)]
   if isinstance(obj, tuple):
-    return tuple(_materialise(v) for v in obj)
+    return tuple(_materialise(v, path, join(i)) for i, v in enumerate(obj))
   return obj
+
+
+def _storage_args(path: PathLike, storage_type: Any, key: Any, numel: Any) -> None:
+  """Checks a persistent storage id from the pickle: a storage class, a key, an element count."""
+  if not isinstance(storage_type, _StorageType) or not _is_int(numel) or numel < 0:
+    raise ValueError(
+      f"{os.fspath(path)}: malformed storage reference (type {storage_type!r}, key {key!r}, "
+      f"numel {numel!r}) in the pickle."
+    )
 
 
 def _read_torch_zip(path: PathLike) -> Any:
@@ -251,16 +316,23 @@ def _read_torch_zip(path: PathLike) -> Any:
 
     def load_storage(args: tuple) -> _Storage:
       storage_type, key, _location, numel = args
+      _storage_args(path, storage_type, key, numel)
       if key not in storages:
         dtype = storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
         storage = _Storage(dtype, numel)
-        storage.data = zf.read(f"{prefix}data/{key}")
+        try:
+          storage.data = zf.read(f"{prefix}data/{key}")
+        except KeyError:
+          raise ValueError(
+            f"{os.fspath(path)}: the pickle names storage {key!r}, which the archive lacks "
+            f"({prefix}data/{key}): truncated or crafted file."
+          ) from None
         storages[key] = storage
       return storages[key]
 
     with zf.open(pkl[0]) as f:
       obj = _Unpickler(f, path=path, load_storage=load_storage).load()
-  return _materialise(obj)
+  return _materialise(obj, path)
 
 
 def _read_torch_legacy(path: PathLike) -> Any:
@@ -268,6 +340,7 @@ def _read_torch_legacy(path: PathLike) -> Any:
 
   def load_storage(args: tuple) -> _Storage:
     storage_type, root_key, _location, numel, view = args
+    _storage_args(path, storage_type, root_key, numel)
     if root_key not in storages:
       storages[root_key] = _Storage(storage_type.dtype, numel)
     if view is not None:
@@ -287,12 +360,17 @@ def _read_torch_legacy(path: PathLike) -> Any:
     obj = _Unpickler(f, path=path, load_storage=load_storage).load()
     for key in plain():
       # Each storage: its element count (int64, little-endian), then the raw elements.
-      (numel,) = struct.unpack("<q", f.read(8))
+      head = f.read(8)
+      if len(head) != 8 or key not in storages:
+        raise ValueError(f"{os.fspath(path)}: truncated or malformed file (storage {key!r}).")
+      (numel,) = struct.unpack("<q", head)
+      if numel < 0:
+        raise ValueError(f"{os.fspath(path)}: negative element count for storage {key!r}.")
       storage = storages[key]
       storage.data = f.read(numel * storage.dtype.itemsize)
       if len(storage.data) != numel * storage.dtype.itemsize:
         raise ValueError(f"{os.fspath(path)}: truncated file (storage {key}).")
-  return _materialise(obj)
+  return _materialise(obj, path)
 
 
 def read_torch(path: PathLike) -> dict[str, Any]:
@@ -330,17 +408,24 @@ def read_torch(path: PathLike) -> dict[str, Any]:
 
 
 def read_safetensors(path: PathLike) -> dict[str, np.ndarray]:
-  """Reads a `.safetensors` file into `{name: numpy array}` (bfloat16 becomes float32)."""
+  """Reads a `.safetensors` file into `{name: numpy array}` (bfloat16 becomes float32).
+
+  Raises:
+    ValueError: naming the file, if its header or data are malformed.
+  """
   from safetensors import safe_open
 
   out: dict[str, np.ndarray] = {}
   bf16: list[str] = []
-  with safe_open(os.fspath(path), framework="np") as f:
-    for key in f.keys():
-      try:
-        out[key] = f.get_tensor(key)
-      except TypeError:  # numpy has no 'bfloat16'; read those from the raw bytes below
-        bf16.append(key)
+  try:
+    with safe_open(os.fspath(path), framework="np") as f:
+      for key in f.keys():
+        try:
+          out[key] = f.get_tensor(key)
+        except TypeError:  # older numpy/safetensors: no 'bfloat16'; read the raw bytes below
+          bf16.append(key)
+  except Exception as e:  # safetensors raises its own SafetensorError (a Rust exception)
+    raise ValueError(f"{os.fspath(path)} is not a valid safetensors file: {e}") from e
   if bf16:
     with open(path, "rb") as f:
       (n,) = struct.unpack("<Q", f.read(8))
@@ -352,8 +437,14 @@ def read_safetensors(path: PathLike) -> dict[str, np.ndarray]:
           raise ValueError(f"{os.fspath(path)}: cannot read tensor {key!r} ({info['dtype']}).")
         start, end = info["data_offsets"]
         f.seek(base + start)
-        raw = np.frombuffer(f.read(end - start), dtype=ml_dtypes.bfloat16)
-        out[key] = raw.reshape(info["shape"]).astype(np.float32)
+        out[key] = np.frombuffer(f.read(end - start), dtype=ml_dtypes.bfloat16).reshape(
+          info["shape"]
+        )
+  for key, value in out.items():
+    if value.dtype == _TORCH_DTYPES["bfloat16"]:
+      # Recent safetensors returns ml_dtypes.bfloat16 itself; as for torch files, widen to
+      # float32 (exact) so plain numpy can compute with every array this module returns.
+      out[key] = value.astype(np.float32)
   return {k: out[k] for k in sorted(out)}
 
 
@@ -398,12 +489,25 @@ def read_keras_h5(path: PathLike) -> dict[str, np.ndarray]:
       raise ValueError(f"{os.fspath(path)}: two weights are named {key!r}.")
     out[key] = np.asarray(value)
 
-  with h5py.File(path, "r") as f:
+  try:
+    f = h5py.File(path, "r")
+  except OSError as e:
+    raise ValueError(
+      f"{os.fspath(path)} is not a readable HDF5 file ({e}); expected Keras weights (.h5)."
+    ) from e
+  with f:
     root = f["model_weights"] if "model_weights" in f else f
     if "layer_names" in root.attrs:
       for layer in map(_as_str, root.attrs["layer_names"]):
+        if layer not in root:
+          raise ValueError(f"{os.fspath(path)}: layer {layer!r} is in layer_names but missing.")
         group = root[layer]
         for wname in map(_as_str, group.attrs.get("weight_names", [])):
+          if wname not in group:
+            raise ValueError(
+              f"{os.fspath(path)}: weight {wname!r} of layer {layer!r} is in weight_names but "
+              "missing."
+            )
           short = re.sub(r":\d+$", "", wname)
           key = short if short.startswith(f"{layer}/") else f"{layer}/{short}"
           put(key, group[wname][()])

@@ -121,17 +121,15 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
         for p in _files_under(path):
           log.skip("outside the COVID19/NORMAL/PNEUMONIA folders", str(p.relative_to(root)))
     for class_dir, label in CLASS_DIRS.items():
-      for path in sorted((root / split / class_dir).iterdir()):
+      for path in common.list_dir(root / split / class_dir, log, f"{split}/{class_dir}"):
         rel = f"{split}/{class_dir}/{path.name}"
         # `.DS_Store`, macOS `._*` resource forks, `Thumbs.db`, sub-folders: not data.
         if path.name.startswith(".") or path.suffix.lower() not in _IMAGE_SUFFIXES:
           log.skip("non-image file (ignored)", rel)
           continue
         data = path.read_bytes()
-        try:
-          image = common.grayscale_image_bytes(data, encoding="jpeg")
-        except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-          log.skip("unreadable/corrupt image", rel)
+        image = common.image_or_skip(log, rel, data, encoding="jpeg")
+        if image is None:
           continue
         if image is not data:
           log.flag("not a grey JPEG (converted to grey JPEG)", rel)

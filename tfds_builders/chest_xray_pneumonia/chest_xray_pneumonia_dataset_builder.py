@@ -169,7 +169,7 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     three_class = len(self.builder_config.label_names) == 3
     log = self.skip_log(split)
     for class_dir in _CLASS_DIRS:
-      for path in sorted((root / split / class_dir).iterdir()):
+      for path in common.list_dir(root / split / class_dir, log, f"{split}/{class_dir}"):
         rel = f"{split}/{class_dir}/{path.name}"
         # `.DS_Store`, macOS `._*` resource forks, `Thumbs.db`, sub-folders: not data.
         if path.name.startswith(".") or path.suffix.lower() not in _IMAGE_SUFFIXES:
@@ -180,10 +180,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
           # Bacterial vs viral is only in the name: skip rather than guess a label.
           log.skip("pneumonia type not in file name (3class)", rel)
           continue
-        try:
-          image = common.grayscale_image_bytes(path.read_bytes())
-        except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-          log.skip("unreadable/corrupt image", rel)
+        image = common.image_or_skip(log, rel, path)
+        if image is None:
           continue
         if patient_id is None:
           # Keep the image (its label is certain) but say so: one-image "patients" can leak

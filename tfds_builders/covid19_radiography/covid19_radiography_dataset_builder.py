@@ -432,7 +432,7 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     rel_dir = "/".join(p for p in (class_folder.folder, config.images_subdir) if p)
     images = []
-    for path in sorted((root / rel_dir).iterdir()):
+    for path in common.list_dir(root / rel_dir, log, rel_dir):
       # `desktop.ini`, `.DS_Store`, macOS `._*` forks, sub-folders: not data.
       if path.name.startswith(".") or path.suffix.lower() not in _IMAGE_SUFFIXES:
         log.skip(SKIP_NOT_IMAGE, f"{rel_dir}/{path.name}")
@@ -456,10 +456,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
 
     for path in images:
       rel = f"{rel_dir}/{path.name}"
-      try:
-        image = common.grayscale_image_bytes(path.read_bytes(), "png")
-      except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-        log.skip(SKIP_CORRUPT, rel)
+      image = common.image_or_skip(log, rel, path, "png", corrupt_reason=SKIP_CORRUPT)
+      if image is None:
         continue
       with Image.open(io.BytesIO(image)) as img:
         size = img.size

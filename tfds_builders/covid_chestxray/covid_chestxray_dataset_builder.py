@@ -61,6 +61,9 @@ METADATA = "metadata.csv"
 IMAGES_DIR = "images"
 MASKS_DIR = "semantic_masks_v7labs_lungs"
 _REQUIRED_COLUMNS = ("patientid", "finding", "view", "modality", "filename")
+# A row whose cell count differs from the header's: its columns are shifted, so none of its cells
+# (finding, view, filename) can be trusted.
+SKIP_SHIFTED_ROW = "row with another number of cells than the header (shifted columns)"
 
 # Frontal X-ray views, compared after `normalize_text` (upstream writes `AP semi erect`, `AP erect`
 # and, in some versions, `AP Erect`). `L` (lateral), CT's `Axial`/`Coronal`, blank and `?` are not.
@@ -278,11 +281,16 @@ def find_data_root(path: epath.PathLike) -> epath.Path:
   )
 
 
-def read_metadata(path: epath.Path) -> list[dict[str, str]]:
-  """Rows of `metadata.csv` as {lower-case column: stripped cell} (csv handles quoted newlines).
+def read_metadata(path: epath.Path, log: common.Log) -> list[tuple[int, dict[str, str]]]:
+  """Rows of `metadata.csv` as (row number, {lower-case column: stripped cell}).
+
+  csv handles quoted newlines. A row with more or fewer cells than the header (a stray or
+  missing comma shifts every later column: `finding` would be read from another column) is
+  skipped into `log` under `SKIP_SHIFTED_ROW`, named by its row number and first cells.
 
   Raises:
-    ValueError: naming the file and what is wrong (not UTF-8, missing columns).
+    ValueError: naming the file and what is wrong (not UTF-8, empty, missing or duplicated
+      columns).
   """
   # utf-8-sig: a BOM from a spreadsheet re-save must not rename the first column. newline="":
   # the csv module itself splits rows, so quoted newlines in clinical_notes stay in their cell.
@@ -290,19 +298,35 @@ def read_metadata(path: epath.Path) -> list[dict[str, str]]:
     text = path.read_bytes().decode("utf-8-sig")
   except UnicodeDecodeError as e:
     raise ValueError(f"{path} is not UTF-8 (byte {e.start}); upstream's metadata.csv is.") from e
-  reader = csv.DictReader(io.StringIO(text, newline=""))
-  if reader.fieldnames is None:
+  reader = csv.reader(io.StringIO(text, newline=""))
+  header = next(reader, None)
+  if header is None:
     raise ValueError(f"{path} is empty; expected the upstream header {_REQUIRED_COLUMNS}...")
   # Early releases wrote `Patientid` and ` url`: compare column names stripped and lower-case.
-  reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
-  missing = [c for c in _REQUIRED_COLUMNS if c not in reader.fieldnames]
+  header = [name.strip().lower() for name in header]
+  duplicated = sorted({name for name in header if header.count(name) > 1})
+  if duplicated:
+    # A second `finding` column would silently replace the first one in every row.
+    raise ValueError(
+      f"{path}: column(s) {duplicated} appear more than once in the header {header}; each "
+      "column must be named once."
+    )
+  missing = [c for c in _REQUIRED_COLUMNS if c not in header]
   if missing:
     raise ValueError(
-      f"{path} lacks column(s) {missing} (found: {reader.fieldnames}); expected the upstream "
+      f"{path} lacks column(s) {missing} (found: {header}); expected the upstream "
       f"metadata.csv of {_HOMEPAGE}."
     )
-  # Short rows give None, extra cells go under the None key (dropped).
-  return [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader]
+  rows = []
+  for row_number, cells in enumerate(reader, start=1):
+    if not cells:
+      continue  # a blank line holds no record
+    if len(cells) != len(header):
+      shown = ",".join(cells[:3])[:60]
+      log.skip(SKIP_SHIFTED_ROW, f"{METADATA} row {row_number} ({len(cells)} cells: {shown}...)")
+      continue
+    rows.append((row_number, {k: v.strip() for k, v in zip(header, cells, strict=True)}))
+  return rows
 
 
 @dataclasses.dataclass
@@ -392,14 +416,14 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     """Yields `(images/<filename>, example)` per kept row; counts every other row and file."""
     config_name = self.builder_config.name
     log = self.skip_log("train")
-    rows = read_metadata(root / METADATA)
+    rows = read_metadata(root / METADATA, log)
     image_files = {p.name for p in (root / IMAGES_DIR).iterdir() if p.is_file()}
     mask_dir = root / MASKS_DIR
     mask_files = {p.name for p in mask_dir.iterdir()} if mask_dir.is_dir() else set()
     seen: set[str] = set()
     # Order of the checks = reason each row is counted under: design filters first (volumes, CT,
     # view, finding), then file problems, so "row without image file" lists rows we wanted.
-    for row_number, row in enumerate(rows, start=1):
+    for row_number, row in rows:
       name = row["filename"]
       folder = row.get("folder") or IMAGES_DIR  # Early releases have no `folder` column.
       rel = f"{folder}/{name}"
@@ -426,13 +450,11 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
       if folder != IMAGES_DIR or name not in image_files:
         log.skip("row without image file", rel)
         continue
-      try:
-        image = common.grayscale_image_bytes((root / rel).read_bytes(), "jpeg")
-        with Image.open(io.BytesIO(image)) as img:
-          size = img.size
-      except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-        log.skip("unreadable/corrupt image", rel)
+      image = common.image_or_skip(log, rel, root / rel, "jpeg")
+      if image is None:
         continue
+      with Image.open(io.BytesIO(image)) as img:
+        size = img.size
       mask, has_mask = np.zeros((size[1], size[0], 1), np.uint8), False
       if name in mask_files:
         try:
@@ -475,7 +497,7 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
           "has_mask": has_mask,
         },
       )
-    referenced = {r["filename"] for r in rows if (r.get("folder") or IMAGES_DIR) == IMAGES_DIR}
+    referenced = {r["filename"] for _, r in rows if (r.get("folder") or IMAGES_DIR) == IMAGES_DIR}
     for name in sorted(image_files - referenced):
       if name.startswith("."):  # `.DS_Store`, macOS `._*` forks.
         log.skip("non-image file (ignored)", f"{IMAGES_DIR}/{name}")

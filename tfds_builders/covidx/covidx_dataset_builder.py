@@ -317,10 +317,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
       if not path.is_file():
         log.skip(SKIP_MISSING, rel)
         continue
-      try:
-        image = common.grayscale_image_bytes(path.read_bytes(), "png")
-      except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-        log.skip(SKIP_CORRUPT, rel)
+      image = common.image_or_skip(log, rel, path, "png", corrupt_reason=SKIP_CORRUPT)
+      if image is None:
         continue
       source = line.source
       if source is None:

@@ -397,8 +397,21 @@ def _read_cohen_metadata(path: epath.Path) -> dict[str, list[dict[str, str]]] | 
   missing = {"patientid", "filename"} - set(reader.fieldnames or ())
   if missing:
     raise ValueError(f"{path}: columns {sorted(missing)} missing (header: {reader.fieldnames})")
+  duplicated = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+  if duplicated:  # the last copy would silently replace the first in every row
+    raise ValueError(f"{path}: column(s) {duplicated} appear more than once in the header.")
+  shifted = 0
   for row in reader:
+    if None in row or None in row.values():
+      # More or fewer cells than the header: shifted columns, no cell can be trusted. The
+      # image is then flagged as having no metadata row.
+      shifted += 1
+      continue
     rows.setdefault((row["filename"] or "").strip(), []).append(row)
+  if shifted:
+    logging.warning(
+      "%s: %d row(s) with another number of cells than the header ignored.", path, shifted
+    )
   return rows
 
 
@@ -418,7 +431,7 @@ def cohen_pairs(layout: CohenLayout, log: _Log, counts: dict[str, int]) -> Itera
     )
   images = {p.name: p for p in (layout.root / "images").iterdir() if _is_image_file(p)}
   counts.update(masks=0, matched=0)
-  for mask in sorted(layout.mask_dir.iterdir(), key=lambda p: p.name):
+  for mask in common.list_dir(layout.mask_dir, log, _V7_DIR):
     mask_rel = f"{_V7_DIR}/{mask.name}"
     if not _is_image_file(mask):
       log.skip("non-image file (ignored)", mask_rel)
@@ -497,7 +510,7 @@ def nlm_pairs(source: str, layout: NlmLayout, log: _Log, counts: dict[str, int])
   counts.update(masks=0, matched=0, images_without_mask=0)
   for mask_dir in layout.mask_dirs:
     found = {}
-    for p in sorted(mask_dir.iterdir(), key=lambda p: p.name):
+    for p in common.list_dir(mask_dir, log, _rel(mask_dir, layout.root, layout.base)):
       if not _is_image_file(p):
         log.skip("non-image file (ignored)", _rel(p, layout.root, layout.base))
       elif not p.name.startswith(prefix):
@@ -508,7 +521,7 @@ def nlm_pairs(source: str, layout: NlmLayout, log: _Log, counts: dict[str, int])
   counts["masks"] = len(set().union(*masks))  # Images with a mask file (left or right) on disk.
 
   images = {}
-  for p in sorted((layout.root / "CXR_png").iterdir(), key=lambda p: p.name):
+  for p in common.list_dir(layout.root / "CXR_png", log, "CXR_png"):
     rel = f"CXR_png/{p.name}"
     if not _is_image_file(p):
       log.skip("non-image file (ignored)", rel)
@@ -588,13 +601,11 @@ _FINDERS: dict[str, Callable[[epath.Path], CohenLayout | NlmLayout]] = {
 
 def load_pair(pair: Pair, log: _Log, name: str) -> tuple[bytes, bytes, float] | None:
   """Reads `pair`: `(image PNG, mask PNG, lung fraction)`, or None (skipped, logged)."""
-  try:
-    image = common.grayscale_image_bytes(pair.image.read_bytes(), "png")
-    with Image.open(io.BytesIO(image)) as img:
-      size = img.size  # (width, height)
-  except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-    log.skip("unreadable/corrupt image", name)
+  image = common.image_or_skip(log, name, pair.image, "png")
+  if image is None:
     return None
+  with Image.open(io.BytesIO(image)) as img:
+    size = img.size  # (width, height)
   lungs, flags = [], []  # Flags are logged only if the pair makes an example.
   for path in pair.masks:
     try:

@@ -536,10 +536,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     """Yields `(relative path, example)` for one split's planned images, skipping bad files."""
     for rel, entry in examples:
       data = (root / rel).read_bytes()
-      try:
-        image = common.grayscale_image_bytes(data, encoding="png")
-      except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-        log.skip("unreadable/corrupt image", rel)
+      image = common.image_or_skip(log, rel, data, encoding="png")
+      if image is None:
         continue
       if image is not data:
         log.flag("not an 8-bit grey PNG (converted to grey)", rel)
