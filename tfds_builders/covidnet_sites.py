@@ -16,7 +16,7 @@ rows; kept and flagged, since upstream did not record it: the `view` feature is 
 Findings are mapped with the Cohen builder's table (`covid_chestxray.map_finding`: `COVID-19`,
 `Pneumonia`, `No finding` here) and the same `3class`/`2class` configs, so a model trained on one
 can be scored on the others with an identity class map. Images are stored single-channel
-(`common.grayscale_image_bytes`).
+(`common.image_or_skip`: the builders' size rule).
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def generate_examples(
   config_name = builder.builder_config.name
   log = builder.skip_log("train")
   rows = read_metadata(root / METADATA, site)
-  image_files = {p.name for p in (root / IMAGES_DIR).iterdir() if p.is_file()}
+  image_files = {p.name for p in common.list_dir(root / IMAGES_DIR, log, IMAGES_DIR) if p.is_file()}
   referenced: set[str] = set()
   seen: set[str] = set()
   # Check order = the reason a row is counted under: design filters (modality, view, finding)
@@ -273,10 +273,8 @@ def generate_examples(
     if name not in image_files:
       log.skip("row without image file", rel)
       continue
-    try:
-      image = common.grayscale_image_bytes((root / rel).read_bytes(), "jpeg")
-    except Exception:  # pylint: disable=broad-except  # PIL raises many types on bad data.
-      log.skip("unreadable/corrupt image", rel)
+    image = common.image_or_skip(log, rel, root / rel, "jpeg", "unreadable/corrupt image")
+    if image is None:
       continue
     if not row["view"]:
       log.flag("blank view (kept: not recorded upstream)", rel)
