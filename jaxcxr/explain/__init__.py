@@ -1,0 +1,13 @@
+"""Explaining jaxcxr classifiers: Grad-CAM / Grad-CAM++ heat maps and layer-wise relevance.
+
+Example::
+
+    from jaxcxr import explain, models
+    model = models.create('resnet50', num_classes=3, pretrained=True)
+    cams = explain.gradcam(model, images, target=1)         # (N, H, W) in [0, 1]
+    cams_pp = explain.gradcam(model, images, target=1, plus_plus=True)
+"""
+
+from jaxcxr.explain.gradcam import class_activation_maps, gradcam, postprocess
+
+__all__ = ["class_activation_maps", "gradcam", "postprocess"]
