@@ -111,7 +111,9 @@ def _lrp(torch, model, arch, x, target, epsilon):
   else:
     raise ValueError(f"no LRP canonizers for {arch}")
   composite = EpsilonPlusFlat(epsilon=epsilon, stabilizer=1e-6, canonizers=canonizers)
-  onehot = torch.nn.functional.one_hot(torch.from_numpy(target).long(), 1000).float()
+  onehot = torch.nn.functional.one_hot(torch.from_numpy(target).long(), 1000).to(
+    torch.get_default_dtype()
+  )
   inp = torch.from_numpy(x).requires_grad_()
   with Gradient(model=model, composite=composite) as attributor:
     output, relevance = attributor(inp, lambda out: out * onehot)
@@ -125,6 +127,7 @@ def main() -> int:
   p.add_argument("--size", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--epsilon", type=float, default=0.1)
+  p.add_argument("--float64", action="store_true", help="run the reference in double precision")
   p.add_argument("--out", required=True)
   a = p.parse_args()
   try:
@@ -139,12 +142,14 @@ def main() -> int:
     print(f"reference library not installed: {e}", file=sys.stderr)
     return 3
   torch.manual_seed(a.seed)
+  if a.float64:
+    torch.set_default_dtype(torch.float64)
   model = getattr(torchvision.models, a.arch)(weights=None)  # 1000 classes
   _randomise(torch, model)
   model.eval()
   sd = {f"sd/{k}": v.detach().numpy().copy() for k, v in model.state_dict().items()}
   rng = np.random.default_rng(a.seed)
-  x = rng.standard_normal((2, 3, a.size, a.size)).astype(np.float32)
+  x = rng.standard_normal((2, 3, a.size, a.size)).astype(np.float64 if a.float64 else np.float32)
   with torch.no_grad():
     logits = model(torch.from_numpy(x)).numpy()
   target = np.array([int(np.argmax(logits[0])), 7], np.int64)  # the predicted class, and not

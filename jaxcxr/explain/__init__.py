@@ -4,10 +4,12 @@ Example::
 
     from jaxcxr import explain, models
     model = models.create('resnet50', num_classes=3, pretrained=True)
-    cams = explain.gradcam(model, images, target=1)         # (N, H, W) in [0, 1]
+    cams = explain.gradcam(model, images, target=1)          # (N, H, W) in [0, 1]
     cams_pp = explain.gradcam(model, images, target=1, plus_plus=True)
+    relevance = explain.lrp(model, images, target=1)        # (N, H, W), signed
 """
 
 from jaxcxr.explain.gradcam import class_activation_maps, gradcam, postprocess
+from jaxcxr.explain.lrp import Composite, lrp
 
-__all__ = ["class_activation_maps", "gradcam", "postprocess"]
+__all__ = ["Composite", "class_activation_maps", "gradcam", "lrp", "postprocess"]

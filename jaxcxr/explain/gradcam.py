@@ -34,8 +34,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from jaxcxr.explain import common
 
 __all__ = ["class_activation_maps", "gradcam", "postprocess"]
 
@@ -121,11 +122,6 @@ def _forward_tapped(
   return logits, act
 
 
-def _resolve_target(logits: jax.Array, target: jax.Array) -> jax.Array:
-  # -1 stands for "the predicted class".
-  return jnp.where(target < 0, jnp.argmax(logits, axis=-1), target)
-
-
 def _activations_and_grads(
   graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array, target: jax.Array, layer: str | None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -142,7 +138,7 @@ def _activations_and_grads(
     logits, vjp, act = jax.vjp(
       lambda d: _forward_tapped(graphdef, state, images, layer, d), probe, has_aux=True
     )
-  target = _resolve_target(logits, target)
+  target = common.resolve_target(logits, target)
   (grads,) = vjp(jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype))
   return act, grads, target
 
@@ -240,22 +236,7 @@ def gradcam(
       Heat maps ``(N, H, W)`` (or ``(N, h, w)`` without ``resize``), float32; with
       ``return_target``, ``(maps, target)``.
   """
-  images = jnp.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f"gradcam: images must be NHWC (N, H, W, C), got shape {images.shape}.")
-  n = images.shape[0]
-  if target is None:
-    target = -1
-  num_classes = getattr(model, "num_classes", 0)
-  if not num_classes:
-    raise ValueError("gradcam: the model has no classifier (num_classes=0); nothing to explain.")
-  target_np = np.broadcast_to(np.asarray(target, np.int32), (n,))
-  if np.any(target_np >= num_classes) or np.any(target_np < -1):
-    raise ValueError(
-      f"gradcam: target {target_np.tolist()} out of range for {num_classes} classes "
-      "(use None for the predicted class)."
-    )
-  target = jnp.asarray(target_np)
+  images, target = common.check_inputs(model, images, target, "gradcam")
   graphdef, state = nnx.split(model)
   size = tuple(images.shape[1:3]) if resize else None
   cams, target = _gradcam_jit(
