@@ -113,11 +113,14 @@ def _linear_bwd(lin, rule, eps, res, r):
   if rule == "epsilon":
     s = r / _stabilize(lin(x, w) + b, eps)
     rx = x * _transpose(lin, x, w, s)
-  elif rule == "zplus":
-    xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
-    wp, wn = jnp.maximum(w, 0), jnp.minimum(w, 0)
-    s = r / _stabilize(lin(xp, wp) + jnp.maximum(b, 0) + lin(xn, wn), eps)
-    rx = xp * _transpose(lin, xp, wp, s) + xn * _transpose(lin, xn, wn, s)
+  elif rule in ("zplus", "zplus_nonnegative"):
+    wp = jnp.maximum(w, 0)
+    if rule == "zplus_nonnegative":  # x >= 0 (a ReLU output): the x⁻ terms are all zero.
+      rx = x * _transpose(lin, x, wp, r / _stabilize(lin(x, wp) + jnp.maximum(b, 0), eps))
+    else:
+      xp, xn, wn = jnp.maximum(x, 0), jnp.minimum(x, 0), jnp.minimum(w, 0)
+      s = r / _stabilize(lin(xp, wp) + jnp.maximum(b, 0) + lin(xn, wn), eps)
+      rx = xp * _transpose(lin, xp, wp, s) + xn * _transpose(lin, xn, wn, s)
   elif rule == "flat":
     ones, w1 = jnp.ones_like(x), jnp.ones_like(w)
     rx = _transpose(lin, ones, w1, r / _stabilize(lin(ones, w1), eps))
@@ -207,9 +210,24 @@ class _Propagator:
   def _eps(self, rule: str) -> float:
     return self.composite.epsilon if rule == "epsilon" else self.composite.stabilizer
 
-  def conv(self, conv: nnx.Conv, x: jax.Array, bn: nnx.BatchNorm | None = None) -> jax.Array:
+  def conv(
+    self,
+    conv: nnx.Conv,
+    x: jax.Array,
+    bn: nnx.BatchNorm | None = None,
+    *,
+    after_relu: bool = False,
+  ) -> jax.Array:
+    """``conv`` (with ``bn`` folded in) under the composite's rule.
+
+    ``after_relu``: ``x`` is a ReLU (or max-pooled ReLU) output, so z⁺ can skip the terms of
+    negative inputs, half its work. Every conv of these families but the first is one, and
+    says so at its call.
+    """
     rule = self.composite.first if self._first else self.composite.conv
     self._first = False
+    if rule == "zplus" and after_relu:
+      rule = "zplus_nonnegative"
     w, b = _fold(conv, bn)
     return _linear(_conv_fn(conv), rule, self._eps(rule), x, w, b)
 
@@ -246,7 +264,8 @@ def _vgg(model: VGG, x: jax.Array, p: _Propagator) -> jax.Array:
     x = p.tap(f"features.{i}", x)
     if isinstance(layer, nnx.Conv):
       nxt = layers[i + 1] if i + 1 < len(layers) else None
-      x = p.conv(layer, x, nxt if isinstance(nxt, nnx.BatchNorm) else None)
+      bn = nxt if isinstance(nxt, nnx.BatchNorm) else None
+      x = p.conv(layer, x, bn, after_relu=i > 0)
     elif isinstance(layer, nnx.BatchNorm):
       continue  # Folded into the conv before it.
     elif isinstance(layer, ReLU):
@@ -269,13 +288,17 @@ def _vgg(model: VGG, x: jax.Array, p: _Propagator) -> jax.Array:
 
 
 def _resnet_block(blk: BasicBlock | Bottleneck, x: jax.Array, p: _Propagator) -> jax.Array:
-  y = p.relu(p.conv(blk.conv1, x, blk.bn1))
+  y = p.relu(p.conv(blk.conv1, x, blk.bn1, after_relu=True))
   if isinstance(blk, Bottleneck):
-    y = p.relu(p.conv(blk.conv2, y, blk.bn2))
-    y = p.conv(blk.conv3, y, blk.bn3)
+    y = p.relu(p.conv(blk.conv2, y, blk.bn2, after_relu=True))
+    y = p.conv(blk.conv3, y, blk.bn3, after_relu=True)
   else:
-    y = p.conv(blk.conv2, y, blk.bn2)
-  shortcut = x if blk.downsample is None else p.conv(blk.downsample[0], x, blk.downsample[1])
+    y = p.conv(blk.conv2, y, blk.bn2, after_relu=True)
+  # The block input is the previous block's (or the stem's max-pooled) ReLU output.
+  if blk.downsample is None:
+    shortcut = x
+  else:
+    shortcut = p.conv(blk.downsample[0], x, blk.downsample[1], after_relu=True)
   return p.relu(p.add(y, shortcut))
 
 
@@ -295,8 +318,8 @@ def _densenet_layers(block, features: Sequence[jax.Array], p: _Propagator) -> ja
   for j in range(block.num_layers):
     layer = getattr(block, f"denselayer{j + 1}")
     h = p.relu(p.batch_norm(layer.norm1, jnp.concatenate(features, axis=-1)))
-    h = p.relu(p.conv(layer.conv1, h, layer.norm2))
-    features.append(p.conv(layer.conv2, h))
+    h = p.relu(p.conv(layer.conv1, h, layer.norm2, after_relu=True))
+    features.append(p.conv(layer.conv2, h, after_relu=True))
   return jnp.concatenate(features, axis=-1)
 
 
@@ -309,7 +332,7 @@ def _densenet(model: DenseNet, x: jax.Array, p: _Propagator) -> jax.Array:
     if i < f.num_blocks:
       t = getattr(f, f"transition{i}")
       x = p.tap(f"transition{i}", x)
-      x = p.conv(t.conv, p.relu(p.batch_norm(t.norm, x)))
+      x = p.conv(t.conv, p.relu(p.batch_norm(t.norm, x)), after_relu=True)
       x = p.pool(lambda a: nnx.avg_pool(a, (2, 2), strides=(2, 2), padding="VALID"), x)
   x = p.relu(p.batch_norm(f.norm5, p.tap("norm5", x)))
   x = p.global_pool(p.tap("features", x))
