@@ -7,6 +7,12 @@ A checkpoint holds three items (orbax `Composite`):
   - `meta`:  a small JSON record (step, config name, timestamp) for humans and tools.
 Saving is asynchronous (the step loop goes on while arrays are written), keeps the newest N and
 saves every K steps; `train_and_evaluate` always resumes from the workdir's latest checkpoint first.
+`meta.stage` says which stage's optimizer state the checkpoint holds, so that a resumed run can
+build the matching restore target before reading the arrays.
+
+`BestCheckpointer` keeps, in a second directory (`WORKDIR/best`), the model state (parameters and
+batch statistics, no optimizer state) of the best evaluation of a monitor, with orbax's own
+`best_fn`/`best_mode` options of `CheckpointManagerOptions`.
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ class Checkpointer:
     )
     return restored["state"], restored["data"]
 
+  def restore_meta(self, step: int) -> dict[str, Any]:
+    """The JSON `meta` item of checkpoint `step` (reads no arrays)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"])
+
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores only the train state (for evaluation or fine-tuning from a run)."""
     restored = self.manager.restore(
@@ -71,6 +82,42 @@ class Checkpointer:
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+class BestCheckpointer:
+  """The model state of the best evaluation by `monitor` (orbax ranks and keeps `max_to_keep`)."""
+
+  def __init__(self, directory: str, monitor: str, mode: str, max_to_keep: int = 1):
+    if mode not in ("min", "max"):
+      raise ValueError(f"best mode {mode!r} is not 'min' or 'max'.")
+    self.directory, self.monitor = os.path.abspath(directory), monitor
+    self.manager = ocp.CheckpointManager(
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        best_fn=lambda m: m[monitor],
+        best_mode=mode,
+        keep_checkpoints_without_metrics=False,
+        enable_async_checkpointing=True,
+        create=True,
+      ),
+    )
+
+  def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
+    model = {"params": state.params, "rest": state.rest}
+    self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+
+  def best_step(self) -> int | None:
+    self.manager.wait_until_finished()
+    return self.manager.best_step()
+
+  def restore(self, step: int, abstract_model: Any) -> dict[str, Any]:
+    """`{'params', 'rest'}` of checkpoint `step`, shaped like `abstract_model`."""
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_model))
 
   def close(self) -> None:
     self.manager.wait_until_finished()

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import metrics, sharding, train
+from jaxcxr import evaluators, losses, sharding, train
 
 
 def evaluate(
@@ -41,25 +41,27 @@ def evaluate(
   if latest is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
   step = latest if step is None else step
-  state = checkpointer.restore_state(step, ckpt_lib.abstract_like(s.state))
+  st = s.stages[int(checkpointer.restore_meta(step).get("stage", 0))]
+  target = train.begin_stage(s.state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)))
+  state = checkpointer.restore_state(step, ckpt_lib.abstract_like(target))
   checkpointer.close()
-  predict = jax.jit(functools.partial(train.predict_step, graphdef=s.graphdef, config=config))
-  results = {}
-  for split in splits or tuple(config.eval_splits):
-    results[split] = train.evaluate_split(
-      predict,
-      state,
-      s.data.source(split),
-      mesh=s.mesh,
-      config=config,
-      class_names=s.class_names,
-    )
-    if jax.process_index() == 0:
-      name = split if step == latest else f"{split}@{step}"
-      os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-      metrics.write_json(os.path.join(workdir, "eval", f"{name}.json"), results[split])
-      print(train.format_eval(f"{split} @ step {step}", results[split]), flush=True)
-  return results
+  loss_fn = losses.make_loss(config.loss, len(s.class_names), s.class_weights)
+  ctx = evaluators.EvalContext(
+    config=config, mesh=s.mesh, data=s.data, class_names=s.class_names, graphdef=s.graphdef,
+    eval_step=jax.jit(
+      functools.partial(train.eval_step, graphdef=s.graphdef, config=config, loss_fn=loss_fn)
+    ),
+  )  # fmt: skip
+  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  selected = {"select": "last" if step == latest else "step", "step": int(step)}
+  return train.final_reports(
+    ctx,
+    state,
+    tuple(splits or config.eval_splits),
+    workdir,
+    selected,
+    suffix="" if step == latest else f"@{step}",
+  )
 
 
 FLAGS = flags.FLAGS

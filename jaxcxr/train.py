@@ -1,28 +1,35 @@
-"""Config-driven, sharded, resumable training and evaluation of chest X-ray classifiers.
+"""Config-driven, sharded, resumable, staged training and evaluation of chest X-ray classifiers.
 
     python -m jaxcxr.train --config configs/quickstart.py --workdir /tmp/quickstart
     python -m jaxcxr.train --config configs/chest_xray.py --workdir W --config.input.batch_size=16
 
 The main is thin; everything lives in `train_and_evaluate(config, workdir)`, which tests call
-with tiny configs. The step functions are pure and jitted: the Flax NNX model is split once into
-a static graph and its state (`nnx.split`), and `train_step(state, batch)` maps a `TrainState` to
-the next one with the batch sharded over a `('data',)` mesh (DESIGN.md). Re-running a command
-with the same workdir resumes from its latest checkpoint, input position included.
+with tiny configs. Its parts live in `jaxcxr.training`: the pure jitted steps (`steps`: the Flax
+NNX model split once into a static graph and its state, `train_step(state, batch)` mapping a
+`TrainState` to the next one with the batch sharded over a `('data',)` mesh), the stages
+(`stages`: `config.stages`, each with its own length, trainable parameters, batch-norm statistics,
+optimizer, per-group rates, early stopping and plateau; none = one stage from the run's keys) and
+the hooks the loop calls after each step (`hooks`: train-metric means, evaluation, plateau, early
+stopping, best checkpoint, halt, checkpoint). Evaluations are `jaxcxr.evaluators` plug-ins named in
+`config.evals`; the default one is classification on `config.val_split`, which also gives the
+validation loss. Monitors are `<evaluator>_<scalar>` (`val_loss`, `val_accuracy`,
+`val_auroc_macro`); `config.best_monitor` keeps the best model state (WORKDIR/best) and
+`config.select='best'` reports it. Re-running a command with the same workdir resumes from its
+latest checkpoint exactly: stage, step in the stage, plateau and early-stopping state and input
+position included. Outputs: `eval/<split>.json` (metrics, `loss`, and `selected`: which state),
+`eval/<split>_predictions.npz` (per-example probabilities, labels, patient ids) and
+`eval/history.jsonl` (every evaluation during training).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging as std_logging
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,137 +40,31 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import config_lib, losses, metrics, models, optim, sharding
-from jaxcxr.data import augment, datasets, pipeline, sources
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training (a pytree; the model graph is static)."""
-
-  step: jax.Array
-  params: nnx.State
-  rest: nnx.State  # Non-trainable model state: batch-norm statistics.
-  opt_state: optax.OptState
-
-
-def model_inputs(images: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
-  """[0, 1] grey images → the model's input: its channels, normalised per `config.input.mode`."""
-  mean, std = augment.mode_mean_std(config.input.mode, config.input.mean, config.input.std)
-  return augment.normalize(images, mean, std, config.model.in_chans, jnp.dtype(config.dtype))
-
-
-def loss_and_grads(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  loss_fn: Callable[..., jax.Array],
-  config: ml_collections.ConfigDict,
-  base_key: jax.Array,
-) -> tuple[jax.Array, jax.Array, nnx.State, nnx.State]:
-  """Mean loss over the global batch, logits, updated batch statistics and parameter gradients."""
-  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
-  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
-  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
-  images = model_inputs(images, config)
-
-  def compute_loss(params, rest):
-    # copy=True makes fresh Variables in this trace, where batch norm may update its statistics
-    # (Variables unflattened by jax.grad belong to the enclosing trace and refuse mutation).
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
-    # The mean is taken over the global batch inside the differentiated function, so gradients
-    # are those of the global-batch loss whatever the device count.
-    loss = loss_fn(logits, batch["label"]).mean()
-    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
-
-  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
-    state.params, state.rest
-  )
-  return loss, logits, new_rest, grads
-
-
-def train_step(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  tx: optax.GradientTransformation,
-  loss_fn: Callable[..., jax.Array],
-  schedule: optim.Schedule,
-  config: ml_collections.ConfigDict,
-  base_key: jax.Array,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels."""
-  loss, logits, new_rest, grads = loss_and_grads(
-    state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key
-  )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state)
-  step_metrics = {
-    "loss": loss,
-    "accuracy": _batch_accuracy(logits, batch["label"]),
-    "grad_norm": optax.tree.norm(grads),
-    "lr": schedule(state.step),
-  }
-  return new_state, step_metrics
-
-
-def _batch_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Top-1 accuracy; for multi-hot labels, the fraction of correct findings at logit 0."""
-  if labels.ndim == logits.ndim:
-    return jnp.mean((logits > 0) == (labels > 0.5))
-  return jnp.mean(jnp.argmax(logits, -1) == labels)
-
-
-def bind_train_step(
-  config: ml_collections.ConfigDict,
-  graphdef: nnx.GraphDef,
-  tx: optax.GradientTransformation,
-  schedule: optim.Schedule,
-  num_classes: int,
-  class_weights: np.ndarray | None = None,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
-  """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
-  return functools.partial(
-    train_step,
-    graphdef=graphdef,
-    tx=tx,
-    loss_fn=losses.make_loss(config.loss, num_classes, class_weights),
-    schedule=schedule,
-    config=config,
-    base_key=jax.random.key(config.seed),
-  )
-
-
-def predict_step(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  config: ml_collections.ConfigDict,
-) -> jax.Array:
-  """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
-  images = model_inputs(augment.to_float(batch["image"]), config)
-  model = nnx.merge(graphdef, state.params, state.rest)
-  logits = model(images, train=False).astype(jnp.float32)
-  if config.loss.name == "sigmoid_xent":
-    return jax.nn.sigmoid(logits)
-  return jax.nn.softmax(logits)
+from jaxcxr import evaluators, losses, metrics, models, optim, sharding
+from jaxcxr.data import datasets, pipeline, sources
+from jaxcxr.training import hooks as hooks_lib
+from jaxcxr.training import stages as stages_lib
+from jaxcxr.training.steps import (  # noqa: F401  (the public names of jaxcxr.train)
+  TrainState,
+  bind_train_step,
+  eval_step,
+  loss_and_grads,
+  model_inputs,
+  predict_step,
+  train_step,
+)
 
 
 def evaluate_split(
-  predict_fn: Callable[..., jax.Array],
-  state: TrainState,
+  predict_fn: Any,
+  state: Any,
   source: Any,
   *,
   mesh: jax.sharding.Mesh,
   config: ml_collections.ConfigDict,
   class_names: list[str],
 ) -> dict[str, Any]:
-  """Runs `predict_fn` over a whole split (every example exactly once) and computes metrics."""
+  """Metrics of `predict_fn(state, batch) -> probs` over a whole split (each example once)."""
   global_bs = config.input.eval_batch_size or config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
   probs, labels, masks = [], [], []
@@ -250,14 +151,36 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
 def create_train_state(
   config: ml_collections.ConfigDict, num_classes: int, tx: optax.GradientTransformation
 ) -> tuple[nnx.GraphDef, TrainState]:
-  """The model's static graph and its initial train state (host arrays)."""
+  """The model's static graph and its initial train state (host arrays), stage 0."""
   model = create_model(config, num_classes)
   logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    rest=rest,
+    opt_state=tx.init(params),
+    stage=jnp.zeros((), jnp.int32),
+    stage_step=jnp.zeros((), jnp.int32),
+    plateau=optax.contrib.reduce_on_plateau().init(params),
+    stop_best=jnp.asarray(jnp.inf, jnp.float32),
+    stop_wait=jnp.zeros((), jnp.int32),
   )
   return graphdef, state
+
+
+def begin_stage(
+  state: TrainState, stage: stages_lib.Stage, tx: optax.GradientTransformation
+) -> TrainState:
+  """`state` at the start of `stage`: a fresh optimizer, plateau and early-stopping state."""
+  return state.replace(
+    opt_state=tx.init(state.params),
+    stage=jnp.asarray(stage.index, jnp.int32),
+    stage_step=jnp.zeros((), jnp.int32),
+    plateau=stages_lib.plateau_tx(stage).init(state.params),
+    stop_best=jnp.asarray(jnp.inf, jnp.float32),
+    stop_wait=jnp.zeros((), jnp.int32),
+  )
 
 
 @dataclasses.dataclass
@@ -270,15 +193,16 @@ class Setup:
   train_source: Any
   class_weights: np.ndarray | None
   steps_per_epoch: int
-  total_steps: int
-  schedule: optim.Schedule
-  tx: optax.GradientTransformation
+  total_steps: int  # All stages together.
+  stages: list[stages_lib.Stage]
+  schedule: optim.Schedule  # Stage 0's.
+  tx: optax.GradientTransformation  # Stage 0's.
   graphdef: nnx.GraphDef
-  state: TrainState  # Initial state, replicated over the mesh.
+  state: TrainState  # Initial state (stage 0), replicated over the mesh.
 
 
 def setup(config: ml_collections.ConfigDict) -> Setup:
-  """Mesh, dataset (prepared if needed), schedule, optimizer, model and initial state."""
+  """Mesh, dataset (prepared if needed), stages, optimizer, model and initial state."""
   mesh = sharding.make_mesh()
   logging.info(
     "%d processes, %d devices (%s); mesh %s",
@@ -313,36 +237,107 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     class_weights = losses.resolve_class_weights(config.loss.class_weights, counts)
     logging.info("Class weights %s from training counts %s", class_weights, counts)
   steps_per_epoch = max(1, len(train_source) // config.input.batch_size)
-  total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
 
-  schedule = optim.make_schedule(config.schedule, config.optimizer.lr, total_steps, steps_per_epoch)
-  tx = optim.make_optimizer(config.optimizer, schedule)
-  graphdef, state = create_train_state(config, num_classes, tx)
-  state = sharding.replicate(state, mesh)
+  model = create_model(config, num_classes)
+  logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  stages = stages_lib.resolve(config, steps_per_epoch, params, rest)
+  for st in stages:
+    logging.info("%s", st.describe())
+  schedule = stages[0].schedule_fn(steps_per_epoch)
+  tx = stages[0].make_tx(schedule)
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=None,
+    stage=jnp.zeros((), jnp.int32), stage_step=jnp.zeros((), jnp.int32), plateau=None,
+    stop_best=jnp.zeros((), jnp.float32), stop_wait=jnp.zeros((), jnp.int32),
+  )  # fmt: skip
+  state = sharding.replicate(begin_stage(state, stages[0], tx), mesh)
   return Setup(
     mesh=mesh, data=data, class_names=class_names, train_source=train_source,
-    class_weights=class_weights,
-    steps_per_epoch=steps_per_epoch, total_steps=total_steps, schedule=schedule, tx=tx,
+    class_weights=class_weights, steps_per_epoch=steps_per_epoch,
+    total_steps=sum(st.total_steps for st in stages), stages=stages, schedule=schedule, tx=tx,
     graphdef=graphdef, state=state,
   )  # fmt: skip
 
 
+def _evaluators(config: ml_collections.ConfigDict, ctx: evaluators.EvalContext) -> dict[str, Any]:
+  """The evaluators run during training: `config.evals`, or classification on val_split."""
+  cfgs = dict(config.evals.items())
+  if not cfgs and config.val_split:
+    cfgs = {"val": ml_collections.ConfigDict({"type": "classification", "split": config.val_split})}
+  return {name: evaluators.create(name, cfg, ctx) for name, cfg in cfgs.items()}
+
+
+def _monitor_evaluator(monitor: str, evals: dict[str, Any], what: str) -> str:
+  """The evaluator a `<evaluator>_<scalar>` monitor reads; a test split is an error."""
+  names = [n for n in evals if monitor.startswith(n + "_")]
+  if not names:
+    raise ValueError(
+      f"{what}={monitor!r} names no evaluator: monitors are '<evaluator>_<scalar>' with "
+      f"evaluators {sorted(evals)} (config.evals; 'val' reads config.val_split)."
+    )
+  name = max(names, key=len)
+  split = evals[name].split
+  if "test" in split.lower():
+    raise ValueError(
+      f"{what}={monitor!r} monitors split {split!r}: selecting or stopping on a test split "
+      "biases its figures; monitor a validation split."
+    )
+  return name
+
+
+def _check_monitors(
+  config: ml_collections.ConfigDict, stages: list[stages_lib.Stage], evals: dict[str, Any]
+) -> dict[str, str]:
+  """`{monitor: evaluator}` of every monitor the run uses, each checked."""
+  out = {}
+  if config.select not in ("last", "best"):
+    raise ValueError(f"config.select={config.select!r} is not 'last' or 'best'.")
+  if config.select == "best" and not config.best_monitor:
+    raise ValueError("config.select='best' needs config.best_monitor (e.g. 'val_loss').")
+  if config.best_monitor:
+    out[config.best_monitor] = _monitor_evaluator(config.best_monitor, evals, "config.best_monitor")
+    if not any(st.eval_every_steps for st in stages) and not all(
+      e.every_steps for e in evals.values()
+    ):
+      raise ValueError(
+        f"config.best_monitor={config.best_monitor!r} but nothing is evaluated during training: "
+        "set config.eval_every_steps (or a stage's eval_every_steps)."
+      )
+  for st in stages:
+    for what, cfg in (("early_stopping", st.early_stopping), ("plateau", st.plateau)):
+      if cfg.patience:
+        where = f"config.stages[{st.index}].{what}.monitor"
+        out[cfg.monitor] = _monitor_evaluator(cfg.monitor, evals, where)
+  return out
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
+  """Trains per `config` (stage by stage), checkpointing into `workdir`, then evaluates.
 
   Returns:
-    `{split: metrics}` for every split in `config.eval_splits`; also written (by process 0) to
-    `workdir/eval/<split>.json`.
+    `{split: metrics}` for every split in `config.eval_splits` of the selected state
+    (`config.select`); also written (by process 0) to `workdir/eval/<split>.json`. Empty when
+    the run halted (`halt_after_steps`) before its end.
   """
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if is_main:
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   s = setup(config)
-  mesh, data, class_names = s.mesh, s.data, s.class_names
-  graphdef, state, total_steps = s.graphdef, s.state, s.total_steps
+  mesh, data, class_names, stages = s.mesh, s.data, s.class_names, s.stages
+  graphdef, state = s.graphdef, s.state
   global_bs = config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
+  loss_fn = losses.make_loss(config.loss, len(class_names), s.class_weights)
+  ctx = evaluators.EvalContext(
+    config=config, mesh=mesh, data=data, class_names=class_names, graphdef=graphdef,
+    eval_step=jax.jit(
+      functools.partial(eval_step, graphdef=graphdef, config=config, loss_fn=loss_fn)
+    ),
+  )  # fmt: skip
+  evals = _evaluators(config, ctx)
+  monitors = _check_monitors(config, stages, evals)
 
   train_iter = pipeline.train_iterator(
     s.train_source,
@@ -357,10 +352,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     max_to_keep=config.keep_checkpoints,
     save_every_steps=config.checkpoint_every_steps,
   )
+  best = None
+  if config.best_monitor:
+    mode = "min" if stages_lib.monitor_sign(config.best_monitor) > 0 else "max"
+    best = ckpt_lib.BestCheckpointer(os.path.join(workdir, "best"), config.best_monitor, mode)
   start_step = checkpointer.latest_step() or 0
   if start_step:
-    logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
-    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(state), train_iter)
+    stage_idx = int(checkpointer.restore_meta(start_step).get("stage", 0))
+    logging.info(
+      "Resuming from the checkpoint of step %d (stage %d) in %s", start_step, stage_idx, workdir
+    )
+    st = stages[stage_idx]
+    target = begin_stage(state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)))
+    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(target), train_iter)
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -368,66 +372,112 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics.write_json(os.path.join(workdir, "data_splits.json"), data.describe())
 
   repl = sharding.replicated(mesh)
-  jit_train = jax.jit(
-    bind_train_step(config, graphdef, s.tx, s.schedule, len(class_names), s.class_weights),
-    donate_argnums=0,
-    out_shardings=(repl, repl),
-  )
-  jit_predict = jax.jit(functools.partial(predict_step, graphdef=graphdef, config=config))
-  eval_fn = functools.partial(
-    evaluate_split, jit_predict, mesh=mesh, config=config, class_names=class_names
-  )
-
   writer = _summary_writer(workdir) if is_main else None
-  halt_at = start_step + config.halt_after_steps if config.halt_after_steps else total_steps
-  end_step = min(total_steps, halt_at)
-  progress = _progress_bar(start_step, total_steps, config.progress_bar and is_main)
-  meta = {"config_model": config.model_name, "data": config.input.data, "total_steps": total_steps}
-  t_last, step_last = time.perf_counter(), start_step
-  for step in range(start_step, end_step):
-    batch = sharding.shard_batch(next(train_iter), mesh)
-    state, step_metrics = jit_train(state, batch)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == end_step:
-      scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-      now = time.perf_counter()
-      scalars["images_per_sec"] = (done - step_last) * global_bs / (now - t_last)
-      t_last, step_last = now, done
-      if writer:
-        for k, v in scalars.items():
-          writer.add_scalar(f"train/{k}", v, done)
+  halt_at = start_step + config.halt_after_steps if config.halt_after_steps else None
+  progress = _progress_bar(start_step, s.total_steps, config.progress_bar and is_main)
+  meta = {
+    "config_model": config.model_name,
+    "data": config.input.data,
+    "total_steps": s.total_steps,
+  }
+  train_metrics = hooks_lib.TrainMetrics(config.log_every_steps, global_bs, start_step)
+  halted = False
+  for st in stages[int(state.stage) :]:
+    schedule = st.schedule_fn(s.steps_per_epoch)
+    tx = st.make_tx(schedule)
+    if int(state.stage) != st.index:
+      state = sharding.replicate(begin_stage(state, st, tx), mesh)
+    if hooks_lib.stage_over(state, st):
+      continue
+    logging.info("Training %s", st.describe())
+    jit_train = jax.jit(
+      bind_train_step(
+        config, graphdef, tx, schedule, len(class_names), s.class_weights,
+        trainable=st.trainable_tree(state.params), keep_stats=st.keep_stats_tree(state.rest),
+        plateau=bool(st.plateau.patience),
+      ),
+      donate_argnums=0,
+      out_shardings=(repl, repl),
+    )  # fmt: skip
+    hooks: list[Any] = [hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
+    if st.plateau.patience:
+      hooks.append(hooks_lib.Plateau(st, monitors[st.plateau.monitor]))
+    if st.early_stopping.patience:
+      hooks.append(hooks_lib.EarlyStopping(st, monitors[st.early_stopping.monitor]))
+    if best:
+      hooks.append(
+        hooks_lib.BestCheckpoint(best, config.best_monitor, monitors[config.best_monitor])
+      )
+    hooks += [
+      hooks_lib.Halt(halt_at),
+      train_metrics,
+      hooks_lib.Checkpoint(checkpointer, meta, train_iter),
+    ]
+    loop = hooks_lib.Loop(
+      state=state, stage=st, step=int(state.step), writer=writer, progress=progress
+    )
+    while not loop.stage_over and not loop.halt:
+      batch = sharding.shard_batch(next(train_iter), mesh)
+      loop.state, loop.step_metrics = jit_train(loop.state, batch)
+      loop.step += 1
+      loop.stage_over = loop.stage_step >= st.total_steps
+      for hook in hooks:
+        hook.after_step(loop)
       if progress:
-        progress.set_postfix(
-          loss=f"{scalars['loss']:.4f}",
-          lr=f"{scalars['lr']:.2e}",
-          img_s=f"{scalars['images_per_sec']:.1f}",
-        )
-    if progress:
-      progress.update(1)
-    if config.eval_every_steps and config.val_split and done % config.eval_every_steps == 0:
-      val = eval_fn(state, data.source(config.val_split))
-      _log_eval(writer, config.val_split, val, done)
-      if is_main:
-        with open(os.path.join(workdir, "eval", "history.jsonl"), "a") as f:
-          f.write(json.dumps({"step": done, "split": config.val_split, **val}) + "\n")
-    checkpointer.save(done, state, train_iter, {**meta, "step": done}, force=done == end_step)
+        progress.update(1)
+    state = loop.state
+    if loop.halt and not (loop.stage_over and st.index == len(stages) - 1):
+      halted = True
+      break
   if progress:
     progress.close()
   checkpointer.wait()
 
   results: dict[str, Any] = {}
-  if end_step < total_steps:
-    logging.info("Halted after step %d of %d; re-run to resume.", end_step, total_steps)
+  if halted:
+    logging.info("Halted after step %d of %d; re-run to resume.", int(state.step), s.total_steps)
   else:
-    for split in config.eval_splits:
-      results[split] = eval_fn(state, data.source(split))
-      _log_eval(writer, split, results[split], total_steps)
-      if is_main:
-        metrics.write_json(os.path.join(workdir, "eval", f"{split}.json"), results[split])
-        print(format_eval(split, results[split]), flush=True)
+    selected = {"select": "last", "step": int(state.step)}
+    if config.select == "best":
+      step = best.best_step()
+      if step is None:
+        raise RuntimeError(f"config.select='best' but {best.directory} holds no checkpoint.")
+      model = {"params": state.params, "rest": state.rest}
+      restored = best.restore(step, ckpt_lib.abstract_like(model))
+      state = state.replace(params=restored["params"], rest=restored["rest"])
+      selected = {"select": "best", "step": int(step), "monitor": config.best_monitor}
+      logging.info("Reporting the best state by %s: step %d", config.best_monitor, step)
+    results = final_reports(ctx, state, tuple(config.eval_splits), workdir, selected, writer)
   checkpointer.close()
+  if best:
+    best.close()
   if writer:
     writer.close()
+  return results
+
+
+def final_reports(
+  ctx: evaluators.EvalContext,
+  state: Any,
+  splits: tuple[str, ...],
+  workdir: str,
+  selected: dict[str, Any],
+  writer: Any = None,
+  suffix: str = "",
+) -> dict[str, Any]:
+  """Evaluates `splits` with the classification evaluator; writes each split's report and
+  per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`)."""
+  results = {}
+  for split in splits:
+    ev = evaluators.create(split, ml_collections.ConfigDict({"split": split}), ctx)
+    results[split] = {**ev.run(state), "selected": selected}
+    hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
+    if jax.process_index() == 0:
+      name = f"{split}{suffix}"
+      metrics.write_json(os.path.join(workdir, "eval", f"{name}.json"), results[split])
+      ev.write_predictions(os.path.join(workdir, "eval", f"{name}_predictions.npz"))
+      state_note = f" state={selected['select']}@{selected['step']}"
+      print(format_eval(split, results[split]) + state_note, flush=True)
   return results
 
 
@@ -445,20 +495,12 @@ def _progress_bar(start: int, total: int, enabled: bool):
   return tqdm(total=total, initial=start, desc="train", unit="step", file=sys.stderr)
 
 
-def _log_eval(writer, split: str, result: dict[str, Any], step: int) -> None:
-  scalars = metrics.scalar_summary(result)
-  logging.info("eval %s @ step %d: %s", split, step, scalars)
-  if writer:
-    for k, v in scalars.items():
-      writer.add_scalar(f"{split}/{k}", v, step)
-    writer.flush()
-
-
 def format_eval(split: str, r: dict[str, Any]) -> str:
   fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
   return (
     f"[{split}] n={r['num_examples']} accuracy={fmt(r['accuracy'])} "
     f"auroc_macro={fmt(r['auroc_macro'])} top2_accuracy={fmt(r['top2_accuracy'])}"
+    + (f" loss={r['loss']:.4f}" if "loss" in r else "")
   )
 
 
