@@ -12,6 +12,7 @@ The best validation-loss state is reported. The study used CheXNet's ChestX-ray1
 weights stand in (`model_init`), or a ChestX-ray14 run of configs/nih_chestxray14.py.
 """
 
+from configs import staged_tiny
 from jaxcxr import config_lib
 
 stage = config_lib.stage
@@ -46,17 +47,6 @@ def get_config(arg: str = ""):
           lr_mult=_BLOCK_MULT),
     stage(name="flat", num_epochs=48.0, optimizer={"lr": 1e-5, "weight_decay": 0.0}),
   )  # fmt: skip
-  if arg == "tiny":
-    c.input.data = "synthetic_cxr/tiny"
-    c.input.image_size, c.input.batch_size, c.input.num_threads = 32, 8, 2
-    c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
-    c.model_name, c.model_init, c.model.in_chans = "densenet_tiny", "", 1
-    c.eval_every_steps, c.checkpoint_every_steps, c.log_every_steps = 1, 4, 1
-    lengths = (2, 3, 2, 2)
-    c.stages = tuple(
-      stage(**{**s.to_dict(), "num_epochs": 0.0, "total_steps": n})
-      for s, n in zip(c.stages, lengths, strict=True)
-    )
-  elif arg:
-    raise ValueError(f"configs/chexnet_staged.py: unknown argument {arg!r}; use '' or 'tiny'.")
+  if staged_tiny.parse(arg, "configs/chexnet_staged.py"):
+    staged_tiny.shrink(c, "densenet_tiny", (2, 3, 2, 2))
   return c

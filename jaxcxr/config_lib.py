@@ -27,10 +27,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.batch_size = 32  # Global batch, over all devices and hosts.
   c.input.eval_batch_size = 0  # 0: same as batch_size.
   c.input.image_size = 224
-  # Input normalisation: 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255),
-  # 'tf' ([-1, 1]) — the Keras `preprocess_input` modes of the backbones' original weights — or
-  # 'custom' (the mean/std below, on [0, 1] images).
-  c.input.mode = "torch"
+  # Input normalisation: 'auto' (that of the pretrained weights in `model_init`, else 'torch'),
+  # 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255), 'tf' ([-1, 1]) — the
+  # Keras `preprocess_input` modes of the backbones' original weights — or 'custom' (the mean/std
+  # below, on [0, 1] images).
+  c.input.mode = "auto"
   c.input.mean = IMAGENET_MEAN
   c.input.std = IMAGENET_STD
   c.input.num_workers = 0  # grain worker processes.
@@ -66,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_init = ""
   c.model_load = ml_collections.ConfigDict()
   c.model_load.dont_load = ()  # Regexes of NNX paths to keep as initialised.
+  # When `model_init` is a jaxcxr run directory: its 'latest' checkpoint or its 'best' state.
+  c.model_load.step = "latest"
   c.num_classes = 0  # 0: the number of classes of the dataset's `label` feature.
   c.dtype = "float32"  # Computation dtype (bfloat16 on accelerators); parameters stay fp32.
 

@@ -4,8 +4,10 @@ r"""Evaluate a trained run: restore a checkpoint of a workdir and write the metr
     python -m jaxcxr.evaluate --config configs/chest_xray.py --workdir W --step 100 --splits val
 
 Uses the same config as training (with the same overrides), restores the latest checkpoint (or
-`--step`) and writes `WORKDIR/eval/<split>.json` (or `<split>@<step>.json` for an older step) with
-the keys of `jaxcxr.metrics.classification_metrics`.
+`--step`) against an abstract train state (`nnx.eval_shape`: no optimizer state is allocated and
+no pretrained weights are downloaded), and writes `WORKDIR/eval/<split>.json` (or
+`<split>@<step>.json` for an older step) with the keys of `jaxcxr.metrics.classification_metrics`,
+its `loss` and `selected`, and the per-example predictions beside it.
 """
 
 from __future__ import annotations
@@ -35,15 +37,16 @@ def evaluate(
     `{split: metrics}`; also written by process 0 under `workdir/eval/`.
   """
   workdir = os.path.abspath(workdir)
-  s = train.setup(config)
+  s = train.setup(config, restoring=True)  # No pretrained download: the checkpoint has it all.
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   latest = checkpointer.latest_step()
   if latest is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
   step = latest if step is None else step
   st = s.stages[int(checkpointer.restore_meta(step).get("stage", 0))]
-  target = train.begin_stage(s.state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)))
-  state = checkpointer.restore_state(step, ckpt_lib.abstract_like(target))
+  # An abstract target (nnx.eval_shape / jax.eval_shape): nothing is initialised or downloaded.
+  tx = st.make_tx(st.schedule_fn(s.steps_per_epoch))
+  state = checkpointer.restore_state(step, train.abstract_stage_state(s.state, st, tx, s.mesh))
   checkpointer.close()
   loss_fn = losses.make_loss(config.loss, len(s.class_names), s.class_weights)
   ctx = evaluators.EvalContext(

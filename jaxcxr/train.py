@@ -44,6 +44,7 @@ from jaxcxr import evaluators, losses, metrics, models, optim, sharding
 from jaxcxr.data import datasets, pipeline, sources
 from jaxcxr.training import hooks as hooks_lib
 from jaxcxr.training import stages as stages_lib
+from jaxcxr.training import steps as steps_lib
 from jaxcxr.training.steps import (  # noqa: F401  (the public names of jaxcxr.train)
   TrainState,
   bind_train_step,
@@ -106,8 +107,11 @@ def _load_datasets(config: ml_collections.ConfigDict) -> sources.Data:
   return sources.load(config.input)
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
-  """The backbone of `config.model_name`, initialised from `config.model_init` if set."""
+def create_model(
+  config: ml_collections.ConfigDict, num_classes: int, init: bool = True
+) -> nnx.Module:
+  """The backbone of `config.model_name`, initialised from `config.model_init` if set and `init`
+  (a resumed run or an evaluation restores its own state and skips it: resume wins)."""
   kwargs = dict(config.model)
   in_chans = kwargs.pop("in_chans")
   model = models.create(
@@ -118,7 +122,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Mod
     dtype=jnp.dtype(config.dtype),
     **kwargs,
   )
-  if config.model_init:
+  if config.model_init and init:
     init_from(model, config)
   return model
 
@@ -127,14 +131,18 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
   """Loads `config.model_init` into `model`: pretrained weights or a converted checkpoint.
 
   `model_init` is a registered pretrained name (`resnet50.tv_in1k`, downloaded and cached), a
-  local checkpoint file (safetensors, torch `.pth`, Keras `.h5`) of `config.model_name`'s
-  architecture, or a directory written by `python -m jaxcxr.weights.convert_checkpoint`.
+  jaxcxr run directory (`init_from_run`), a local checkpoint file (safetensors, torch `.pth`,
+  Keras `.h5`) of `config.model_name`'s architecture, or a directory written by
+  `python -m jaxcxr.weights.convert_checkpoint`.
   Everything must match except what `config.model_load.dont_load` names and, for a new number
   of classes, the classifier (big_vision's rule: no silent partial loads).
   """
   from jaxcxr.weights import pretrained  # pylint: disable=g-import-not-at-top
 
   source = config.model_init
+  if os.path.isdir(os.path.join(source, "checkpoints")):
+    init_from_run(model, source, config)
+    return
   if os.path.isdir(source):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
@@ -146,6 +154,93 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
     model, source, arch=config.model_name, dont_load=tuple(config.model_load.dont_load)
   )
   logging.info("%s", report)
+
+
+def init_from_run(model: nnx.Module, workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Loads the model state of a previous jaxcxr run (homologous transfer, Zhang & Liu 2021).
+
+  `config.model_load.step`: 'latest' (its latest checkpoint) or 'best' (its best state by its
+  `best_monitor`). Every parameter and statistic must match in shape, except the classifier
+  (the last layer group) when the class count differs: it keeps its fresh initialisation, and the
+  log says so. `model_load.dont_load` regexes stay as initialised too.
+  """
+  import re  # pylint: disable=g-import-not-at-top
+
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr.models import groups as groups_lib  # pylint: disable=g-import-not-at-top
+
+  workdir = os.path.abspath(workdir)
+  which = config.model_load.step
+  if which == "latest":
+    mgr = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    step = mgr.latest_step()
+    mgr.close()
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+  elif which == "best":
+    best_dir = os.path.join(workdir, "best")
+    steps = [int(d) for d in os.listdir(best_dir)] if os.path.isdir(best_dir) else []
+    steps = [d for d in steps if os.path.isdir(os.path.join(best_dir, str(d)))]
+    step = steps[0] if len(steps) == 1 else None
+    if len(steps) > 1:  # max_to_keep=1: the one kept is the best.
+      raise ValueError(f"{best_dir} holds several steps {sorted(steps)}; expected one.")
+    path = os.path.join(best_dir, str(step), "default")
+  else:
+    raise ValueError(f"config.model_load.step={which!r} is not 'latest' or 'best'.")
+  if step is None:
+    raise FileNotFoundError(f"model_init={workdir!r}: no {which} checkpoint in that run.")
+  saved = ocp.StandardCheckpointer().restore(path)
+  flat_saved = {
+    stages_lib.path_str(kp).removesuffix("/value"): v
+    for kp, v in jax.tree_util.tree_flatten_with_path(
+      {"params": saved["params"], "rest": saved["rest"]}
+    )[0]
+  }
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  head = set(list(groups_lib.assign(config.model_name, stages_lib.leaf_paths(params)).values())[-1])
+  dont = [re.compile(r) for r in config.model_load.dont_load]
+  new_leaves, reinit, skipped = {}, [], []
+  for part, tree in (("params", params), ("rest", rest)):
+    for path_, value in zip(stages_lib.leaf_paths(tree), jax.tree.leaves(tree), strict=True):
+      key = f"{part}/{path_}"
+      if any(r.search(path_) for r in dont):
+        skipped.append(path_)
+        continue
+      if key not in flat_saved:
+        raise ValueError(
+          f"model_init={workdir!r} (step {step}) has no {path_!r} for {config.model_name}."
+        )
+      old = np.asarray(flat_saved[key])
+      if old.shape != value.shape:
+        if path_ in head:
+          reinit.append(f"{path_} {old.shape}->{value.shape}")
+          continue
+        raise ValueError(
+          f"model_init={workdir!r}: {path_!r} has shape {old.shape}, the model {value.shape}."
+        )
+      new_leaves[key] = old
+  unused = (
+    set(flat_saved)
+    - {f"params/{p}" for p in stages_lib.leaf_paths(params)}
+    - {f"rest/{p}" for p in stages_lib.leaf_paths(rest)}
+  )
+  if unused:
+    raise ValueError(f"model_init={workdir!r} has arrays the model lacks: {sorted(unused)[:5]}")
+
+  for prefix, tree in (("params", params), ("rest", rest)):
+    leaves, treedef = jax.tree.flatten(tree)
+    merged = [
+      jnp.asarray(new_leaves[f"{prefix}/{p}"], v.dtype) if f"{prefix}/{p}" in new_leaves else v
+      for p, v in zip(stages_lib.leaf_paths(tree), leaves, strict=True)
+    ]
+    nnx.update(model, jax.tree.unflatten(treedef, merged))
+  logging.info(
+    "Initialised %s from the run %s (%s step %d)%s%s", config.model_name, workdir, which, step,
+    f"; re-initialised the classifier for a new class count: {reinit}" if reinit else "",
+    f"; kept as initialised (dont_load): {len(skipped)} arrays" if skipped else "",
+  )  # fmt: skip
+  if reinit:
+    print(f"model_init: new class count, classifier re-initialised: {reinit}", flush=True)
 
 
 def create_train_state(
@@ -183,6 +278,16 @@ def begin_stage(
   )
 
 
+def abstract_stage_state(
+  state: TrainState, stage: stages_lib.Stage, tx: optax.GradientTransformation, mesh
+) -> TrainState:
+  """The restore target of a checkpoint of `stage`: shapes, dtypes and (replicated) shardings
+  only, traced with `jax.eval_shape` (no optimizer state is allocated)."""
+  repl = sharding.replicated(mesh)
+  shapes = jax.eval_shape(lambda s: begin_stage(s, stage, tx), state)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), shapes)
+
+
 @dataclasses.dataclass
 class Setup:
   """What training and evaluation build from a config before the first step."""
@@ -198,11 +303,22 @@ class Setup:
   schedule: optim.Schedule  # Stage 0's.
   tx: optax.GradientTransformation  # Stage 0's.
   graphdef: nnx.GraphDef
-  state: TrainState  # Initial state (stage 0), replicated over the mesh.
+  # Initial state (stage 0), replicated over the mesh; with `restoring`, its abstract shape.
+  state: TrainState
 
 
-def setup(config: ml_collections.ConfigDict) -> Setup:
-  """Mesh, dataset (prepared if needed), stages, optimizer, model and initial state."""
+def has_checkpoint(workdir: str | None) -> bool:
+  """Whether `workdir` holds a training checkpoint to resume from."""
+  ckpts = os.path.join(workdir, "checkpoints") if workdir else ""
+  return bool(ckpts) and os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
+
+
+def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
+  """Mesh, dataset (prepared if needed), stages, optimizer, model and initial state.
+
+  `restoring`: the state will be restored from a checkpoint, so `config.model_init` is not
+  loaded (no pretrained download; resume always wins over model_init).
+  """
   mesh = sharding.make_mesh()
   logging.info(
     "%d processes, %d devices (%s); mesh %s",
@@ -238,8 +354,13 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     logging.info("Class weights %s from training counts %s", class_weights, counts)
   steps_per_epoch = max(1, len(train_source) // config.input.batch_size)
 
-  model = create_model(config, num_classes)
+  if restoring:  # Shapes only: the checkpoint brings the values (nnx.eval_shape allocates none).
+    model = nnx.eval_shape(lambda: create_model(config, num_classes, init=False))
+  else:
+    model = create_model(config, num_classes)
   logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
+  mean, std = steps_lib.input_mean_std(config)
+  logging.info("Input normalisation (mode %s): mean %s, std %s", config.input.mode, mean, std)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   stages = stages_lib.resolve(config, steps_per_epoch, params, rest)
   for st in stages:
@@ -251,7 +372,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     stage=jnp.zeros((), jnp.int32), stage_step=jnp.zeros((), jnp.int32), plateau=None,
     stop_best=jnp.zeros((), jnp.float32), stop_wait=jnp.zeros((), jnp.int32),
   )  # fmt: skip
-  state = sharding.replicate(begin_stage(state, stages[0], tx), mesh)
+  if restoring:
+    state = abstract_stage_state(state, stages[0], tx, mesh)
+  else:
+    state = sharding.replicate(begin_stage(state, stages[0], tx), mesh)
   return Setup(
     mesh=mesh, data=data, class_names=class_names, train_source=train_source,
     class_weights=class_weights, steps_per_epoch=steps_per_epoch,
@@ -324,7 +448,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_main = jax.process_index() == 0
   if is_main:
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  s = setup(config)
+  s = setup(config, restoring=has_checkpoint(workdir))
   mesh, data, class_names, stages = s.mesh, s.data, s.class_names, s.stages
   graphdef, state = s.graphdef, s.state
   global_bs = config.input.batch_size
@@ -357,14 +481,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mode = "min" if stages_lib.monitor_sign(config.best_monitor) > 0 else "max"
     best = ckpt_lib.BestCheckpointer(os.path.join(workdir, "best"), config.best_monitor, mode)
   start_step = checkpointer.latest_step() or 0
+  if bool(start_step) != has_checkpoint(workdir):
+    raise RuntimeError(f"{workdir}/checkpoints: orbax and the directory listing disagree.")
   if start_step:
     stage_idx = int(checkpointer.restore_meta(start_step).get("stage", 0))
     logging.info(
       "Resuming from the checkpoint of step %d (stage %d) in %s", start_step, stage_idx, workdir
     )
     st = stages[stage_idx]
-    target = begin_stage(state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)))
-    state, train_iter = checkpointer.restore(start_step, ckpt_lib.abstract_like(target), train_iter)
+    target = abstract_stage_state(state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)), mesh)
+    state, train_iter = checkpointer.restore(start_step, target, train_iter)
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))

@@ -277,3 +277,83 @@ def test_keras_layer_index_maps_name_real_paths_and_groups_cover_every_parameter
   assert 0 < len(hits) < len(paths) / 2  # The top of the network only.
   with pytest.raises(ValueError, match="No Keras layer-index map"):
     groups.keras_trainable_from(model_name, 1)
+
+
+def test_init_from_a_previous_run_with_another_class_count(tfds_dir, tmp_path, capsys):
+  source = tmp_path / "source"
+  c = tiny_config(tfds_dir, total_steps=2, eval_splits=("test",), eval_every_steps=1,
+                  best_monitor="val_loss")  # fmt: skip
+  train.train_and_evaluate(c, str(source))
+  src_params = _flat(_state_at(source, 2)["params"])
+  # A 2-class task: same backbone, new classifier.
+  c2 = tiny_config(tfds_dir, model_init=str(source), num_classes=0)
+  model = train.create_model(c2, 2)
+  assert "classifier re-initialised" in capsys.readouterr().out
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  got = _flat(params)
+  np.testing.assert_array_equal(got["layer3/0/conv1/kernel"], src_params["layer3/0/conv1/kernel"])
+  assert got["head/fc/kernel"].shape[-1] == 2 and src_params["head/fc/kernel"].shape[-1] == 3
+  np.testing.assert_array_equal(
+    _flat(rest)["bn1/mean"], _flat(_state_at(source, 2)["rest"])["bn1/mean"]
+  )
+  # The best state too; and the same class count loads the classifier as well.
+  c3 = tiny_config(tfds_dir, model_init=str(source))
+  c3.model_load.step = "best"
+  _, p3, _ = nnx.split(train.create_model(c3, 3), nnx.Param, ...)
+  best_step = int(os.listdir(source / "best")[0])
+  best = ocp.StandardCheckpointer().restore(str(source / "best" / str(best_step) / "default"))
+  np.testing.assert_array_equal(
+    _flat(p3)["head/fc/kernel"], _flat(best["params"])["head/fc/kernel"]
+  )
+  # Resume wins over model_init: re-running the finished source run with a model_init that does
+  # not exist loads nothing from it and reproduces the run's report.
+  again = tiny_config(tfds_dir, total_steps=2, eval_splits=("test",), eval_every_steps=1,
+                      best_monitor="val_loss", model_init=str(tmp_path / "nowhere"))  # fmt: skip
+  first = json.load(open(source / "eval" / "test.json"))
+  assert train.train_and_evaluate(again, str(source))["test"] == first
+
+
+def test_pretrained_weights_bring_their_own_preprocessing():
+  c = config_lib.base_config()
+  c.model_init = "tf_efficientnet_lite0.pypi_in1k"
+  mean, std = steps.input_mean_std(c)
+  np.testing.assert_allclose(mean, (127 / 255,) * 3)
+  np.testing.assert_allclose(std, (128 / 255,) * 3)
+  c.model_init = "resnet50.tv_in1k"
+  np.testing.assert_allclose(steps.input_mean_std(c)[0], (0.485, 0.456, 0.406))
+  c.model_init, c.input.mode = "tf_efficientnet_lite0.pypi_in1k", "torch"  # Explicit wins.
+  np.testing.assert_allclose(steps.input_mean_std(c)[0], (0.485, 0.456, 0.406))
+
+
+@pytest.mark.parametrize(
+  "recipe", ["keras_two_stage", "naik_inception", "fastai_staged", "homologous"]
+)
+def test_staged_recipes_tiny_variants_train(recipe, tfds_dir, tmp_path):
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  c = importlib.import_module(f"configs.{recipe}").get_config("tiny")
+  c.input.data_dir = tfds_dir
+  c.progress_bar = False
+  if recipe == "homologous":  # A previous run on the source task (here: the same tiny data).
+    source = tmp_path / "source"
+    train.train_and_evaluate(tiny_config(tfds_dir, total_steps=2, eval_splits=()), str(source))
+    c.model_init = str(source)
+  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert results["test"]["num_examples"] == 8
+  history = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "history.jsonl")]
+  assert {h["stage"] for h in history} == {0, 1}
+
+
+def test_lr_find_sweeps_exponentially_suggests_and_plots(tfds_dir, tmp_path):
+  from jaxcxr import lr_find  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config(tfds_dir)
+  r = lr_find.lr_find(c, str(tmp_path), start_lr=1e-5, end_lr=10.0, num_steps=12)
+  lrs = np.asarray(r["lrs"])
+  np.testing.assert_allclose(lrs[1:] / lrs[:-1], (1e6) ** (1 / 11), rtol=1e-5)
+  assert lrs[0] == pytest.approx(1e-5)
+  assert set(r["suggestions"]) == {"steep", "minimum_div_10"}
+  assert lrs.min() <= r["suggestions"]["steep"] <= lrs.max()
+  assert (tmp_path / "lr_find.png").stat().st_size > 1000
+  # Smoothing is fastai's debiased average: a constant loss stays constant.
+  np.testing.assert_allclose(lr_find.smooth(np.full(5, 2.0)), 2.0)

@@ -46,9 +46,30 @@ class TrainState:
   stop_wait: jax.Array
 
 
+def input_mean_std(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  """The (mean, std) on [0, 1] pixels that `config.input.mode` asks for.
+
+  `auto` (the default): the preprocessing of the pretrained weights named by `config.model_init`
+  (their registered mode, mean and std, as timm's `resolve_data_config`), or ImageNet's 'torch'
+  statistics when `model_init` names no registered weights. Any other mode is used as given.
+  """
+  mode = config.input.mode
+  if mode == "auto":
+    from jaxcxr.weights import pretrained  # pylint: disable=g-import-not-at-top
+
+    name = config.get("model_init", "")
+    if name and name in pretrained.list_pretrained():
+      cfg = pretrained.get_pretrained_cfg(name)
+      if cfg.mode == "torch":
+        return tuple(cfg.mean), tuple(cfg.std)
+      return augment.mode_mean_std(cfg.mode, (), ())
+    mode = "torch"
+  return augment.mode_mean_std(mode, config.input.mean, config.input.std)
+
+
 def model_inputs(images: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
   """[0, 1] grey images → the model's input: its channels, normalised per `config.input.mode`."""
-  mean, std = augment.mode_mean_std(config.input.mode, config.input.mean, config.input.std)
+  mean, std = input_mean_std(config)
   return augment.normalize(images, mean, std, config.model.in_chans, jnp.dtype(config.dtype))
 
 
