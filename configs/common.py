@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import ml_collections
 
+from jaxcxr import config_lib
+
 
 def parse_arg(
   arg: str | None, recipe: str, *, words: Iterable[str] = (), keys: Iterable[str] = ()
@@ -52,6 +54,21 @@ def tiny(c: ml_collections.ConfigDict, model_name: str, image_size: int, batch_s
   c.model_name, c.model_init = model_name, ""
   c.input.image_size, c.input.batch_size = image_size, batch_size
   c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+
+
+def tiny_stages(c: ml_collections.ConfigDict, model_name: str, lengths: tuple[int, ...]) -> None:
+  """The CI-sized form of a staged recipe: synthetic_cxr/tiny at 32 px, a tiny backbone of the
+  same family from scratch, stage i lasting `lengths[i]` steps, evaluation every step."""
+  c.input.data = "synthetic_cxr/tiny"
+  c.input.splits.method = "builder"
+  c.input.num_threads = 2
+  tiny(c, model_name, image_size=32, batch_size=8)
+  c.model.in_chans = 1
+  c.eval_every_steps, c.checkpoint_every_steps, c.log_every_steps = 1, 4, 1
+  c.stages = tuple(
+    config_lib.stage(**{**s.to_dict(), "num_epochs": 0.0, "total_steps": n})
+    for s, n in zip(c.stages, lengths, strict=True)
+  )
 
 
 def fastai_augment(c: ml_collections.ConfigDict) -> None:

@@ -7,12 +7,19 @@ A checkpoint holds three items (orbax `Composite`):
   - `meta`:  a small JSON record (step, config name, timestamp) for humans and tools.
 Saving is asynchronous (the step loop goes on while arrays are written), keeps the newest N and
 saves every K steps; `train_and_evaluate` always resumes from the workdir's latest checkpoint first.
+`meta.stage` says which stage's optimizer state the checkpoint holds, so that a resumed run can
+build the matching restore target before reading the arrays.
+
+`BestCheckpointer` keeps, in a second directory (`WORKDIR/best`), the model state (parameters and
+batch statistics, no optimizer state) of the best evaluation of a monitor, with orbax's own
+`best_fn`/`best_mode` options of `CheckpointManagerOptions`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import grain
@@ -64,8 +71,13 @@ class Checkpointer:
     )
     return restored["state"], restored["data"]
 
-  def restore_newest_intact(self, abstract_state: Any, data_iterator: Any) -> tuple[int, Any, Any]:
+  def restore_newest_intact(
+    self, abstract_state: Any | Callable[[int], Any], data_iterator: Any
+  ) -> tuple[int, Any, Any]:
     """Restores the newest checkpoint that restores: `(step, state, data iterator)`.
+
+    `abstract_state` is the restore target, or a function of the step that returns it (a staged
+    run's optimizer state has the shape of the stage that step belongs to).
 
     Saves are atomic, but a step folder can still be emptied or damaged afterwards (a full or
     failing disk, a partial copy of the workdir). Such a step would block every resume; instead
@@ -78,7 +90,8 @@ class Checkpointer:
     failures, failed_steps = [], []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        state, data_iterator = self.restore(step, abstract_state, data_iterator)
+        target = abstract_state(step) if callable(abstract_state) else abstract_state
+        state, data_iterator = self.restore(step, target, data_iterator)
       except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         failures.append(f"step {step}: {reason}")
@@ -116,6 +129,11 @@ class Checkpointer:
         shutil.move(os.path.join(self.directory, str(step)), target)
     self.manager.reload()
 
+  def restore_meta(self, step: int) -> dict[str, Any]:
+    """The JSON `meta` item of checkpoint `step` (reads no arrays)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"])
+
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores only the train state (for evaluation or fine-tuning from a run)."""
     restored = self.manager.restore(
@@ -125,6 +143,42 @@ class Checkpointer:
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+class BestCheckpointer:
+  """The model state of the best evaluation by `monitor` (orbax ranks and keeps `max_to_keep`)."""
+
+  def __init__(self, directory: str, monitor: str, mode: str, max_to_keep: int = 1):
+    if mode not in ("min", "max"):
+      raise ValueError(f"best mode {mode!r} is not 'min' or 'max'.")
+    self.directory, self.monitor = os.path.abspath(directory), monitor
+    self.manager = ocp.CheckpointManager(
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        best_fn=lambda m: m[monitor],
+        best_mode=mode,
+        keep_checkpoints_without_metrics=False,
+        enable_async_checkpointing=True,
+        create=True,
+      ),
+    )
+
+  def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
+    model = {"params": state.params, "rest": state.rest}
+    self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+
+  def best_step(self) -> int | None:
+    self.manager.wait_until_finished()
+    return self.manager.best_step()
+
+  def restore(self, step: int, abstract_model: Any) -> dict[str, Any]:
+    """`{'params', 'rest'}` of checkpoint `step`, shaped like `abstract_model`."""
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_model))
 
   def close(self) -> None:
     self.manager.wait_until_finished()

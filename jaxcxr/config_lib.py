@@ -27,10 +27,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.batch_size = 32  # Global batch, over all devices and hosts.
   c.input.eval_batch_size = 0  # 0: same as batch_size.
   c.input.image_size = 224
-  # Input normalisation: 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255),
-  # 'tf' ([-1, 1]) — the Keras `preprocess_input` modes of the backbones' original weights — or
-  # 'custom' (the mean/std below, on [0, 1] images).
-  c.input.mode = "torch"
+  # Input normalisation: 'auto' (that of the pretrained weights in `model_init`, else 'torch'),
+  # 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255), 'tf' ([-1, 1]) — the
+  # Keras `preprocess_input` modes of the backbones' original weights — or 'custom' (the mean/std
+  # below, on [0, 1] images).
+  c.input.mode = "auto"
   c.input.mean = IMAGENET_MEAN
   c.input.std = IMAGENET_STD
   c.input.num_workers = 0  # grain worker processes.
@@ -66,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_init = ""
   c.model_load = ml_collections.ConfigDict()
   c.model_load.dont_load = ()  # Regexes of NNX paths to keep as initialised.
+  # When `model_init` is a jaxcxr run directory: its 'latest' checkpoint or its 'best' state.
+  c.model_load.step = "latest"
   c.num_classes = 0  # 0: the number of classes of the dataset's `label` feature.
   c.dtype = "float32"  # Computation dtype (bfloat16 on accelerators); parameters stay fp32.
 
@@ -80,8 +83,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
+  c.optimizer.rho = 0.9  # rmsprop/adadelta decay of the squared-gradient average (Keras' rho).
   c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
+  # Which parameters weight decay applies to: 'kernels' (not biases nor norm scales) or 'all'
+  # (PyTorch's SGD/Adam `weight_decay`, as the CheXNet retraining used).
+  c.optimizer.decay = "kernels"
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "cosine"
@@ -91,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.boundaries_steps = ()
   c.schedule.boundaries_epochs = ()
   c.schedule.factor = 0.1
+  c.schedule.pct_start = 0.25  # onecycle: fraction of the run spent warming up (fastai's).
+  c.schedule.div_factor = 25.0  # onecycle: start at lr / div_factor.
+  c.schedule.final_div_factor = 1e4  # onecycle: end at lr / (div_factor * final_div_factor).
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "softmax_xent"
@@ -119,7 +129,81 @@ def base_config() -> ml_collections.ConfigDict:
   # with time limits: re-running the same command resumes.
   c.halt_after_steps = 0
   c.progress_bar = True
+
+  # Staged fine-tuning (jaxcxr.training.stages): an ordered tuple of `stage(...)` ConfigDicts, each
+  # with its own length, trainable parameters, optimizer overrides, per-group rates, early stopping
+  # and plateau. Empty: one stage from the keys above (today's single-stage training).
+  c.stages = ()
+  # Monitor of the best checkpoint (WORKDIR/best, orbax best_fn/best_mode): '<evaluator>_<scalar>'
+  # e.g. 'val_loss', 'val_accuracy', 'val_auroc_macro'; '' keeps none. Never a test split.
+  c.best_monitor = ""
+  # Which state the final report (eval/<split>.json) evaluates: 'last' or 'best' (needs
+  # best_monitor). The report says which (`selected`).
+  c.select = "last"
+  # Evaluator plug-ins (jaxcxr.evaluators) run during training: {name: {type, split, every_steps,
+  # ...}}. Empty: one 'classification' evaluator named 'val' on val_split every eval_every_steps.
+  c.evals = ml_collections.ConfigDict()
   return c
+
+
+def stage(**overrides) -> ml_collections.ConfigDict:
+  """One entry of `config.stages`: the defaults below with `overrides` (dotted keys allowed).
+
+  Unknown keys are errors. Sub-dicts `optimizer` and `schedule` hold overrides of the run's
+  `config.optimizer` / `config.schedule` keys for this stage only.
+  """
+  s = ml_collections.ConfigDict()
+  s.name = ""
+  s.total_steps = 0  # The stage's length: steps, or epochs when total_steps is 0.
+  s.num_epochs = 0.0
+  # What trains: layer-group names (jaxcxr.models.groups) or regexes over NNX parameter paths
+  # ('head', 'block4', r'^layer4/'); empty: everything. `frozen` is taken out afterwards, and
+  # so are the first `freeze_groups` layer groups.
+  s.trainable = ()
+  s.frozen = ()
+  s.freeze_groups = 0
+  s.train_norms = False  # Also train every norm layer's scale and bias (Keras/fastai stage 1).
+  # Batch-norm running statistics: 'update', 'frozen' (none change) or 'trainable' (only those of
+  # norm layers whose parameters train change; Keras' frozen BN layers).
+  s.bn_stats = "update"
+  s.optimizer = ml_collections.ConfigDict()  # Overrides of config.optimizer, e.g. {'lr': 1e-4}.
+  s.schedule = ml_collections.ConfigDict()  # Overrides of config.schedule.
+  # Per-group learning-rate multipliers: ((group or regex, multiplier), ...), first match wins;
+  # unmatched trainable parameters keep 1. `lr_slice=(lo, hi)`: fastai's slice, rates spread
+  # geometrically from lo (first group) to hi (last), replacing the stage's lr.
+  s.lr_mult = ()
+  s.lr_slice = ()
+  s.eval_every_steps = 0  # 0: config.eval_every_steps, or every epoch with early stop/plateau.
+  s.early_stopping = ml_collections.ConfigDict()
+  s.early_stopping.monitor = "val_loss"
+  s.early_stopping.patience = 0  # Evaluations without improvement that end the stage; 0: off.
+  s.early_stopping.min_delta = 0.0
+  s.plateau = ml_collections.ConfigDict()  # optax.contrib.reduce_on_plateau on a monitor.
+  s.plateau.monitor = "val_loss"
+  s.plateau.patience = 0  # Evaluations without improvement before the rate drops; 0: off.
+  s.plateau.factor = 0.1
+  s.plateau.rtol = 0.0
+  s.plateau.atol = 1e-4  # Keras min_delta; a drop smaller than this is no improvement.
+  s.plateau.cooldown = 0
+  s.plateau.min_scale = 0.0
+  for key, value in overrides.items():
+    node = s
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    if isinstance(value, dict) and leaf in ("optimizer", "schedule"):
+      for k, v in value.items():
+        node[leaf][k] = v
+    elif isinstance(value, dict):
+      for k, v in value.items():
+        if k not in node[leaf]:
+          raise KeyError(f"stage key {key}.{k} is not one of {sorted(node[leaf])}.")
+        node[leaf][k] = v
+    else:
+      if leaf not in node:
+        raise KeyError(f"stage key {key!r} is not one of {sorted(node)}.")
+      node[leaf] = value
+  return s
 
 
 def resolve_total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

@@ -4,8 +4,10 @@ r"""Evaluate a trained run: restore a checkpoint of a workdir and write the metr
     python -m jaxcxr.evaluate --config configs/chest_xray.py --workdir W --step 100 --splits val
 
 Uses the same config as training (with the same overrides), restores the latest checkpoint (or
-`--step`) and writes `WORKDIR/eval/<split>.json` (or `<split>@<step>.json` for an older step) with
-the keys of `jaxcxr.metrics.classification_metrics`.
+`--step`) against an abstract train state (`nnx.eval_shape`: no optimizer state is allocated and
+no pretrained weights are downloaded), and writes `WORKDIR/eval/<split>.json` (or
+`<split>@<step>.json` for an older step) with the keys of `jaxcxr.metrics.classification_metrics`,
+its `loss` and `selected`, and the per-example predictions beside it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import cli, metrics, train
+from jaxcxr import cli, evaluators, losses, train
 
 
 def evaluate(
@@ -35,31 +37,34 @@ def evaluate(
     `{split: metrics}`; also written by process 0 under `workdir/eval/`.
   """
   workdir = os.path.abspath(workdir)
-  s = train.setup(config)
+  s = train.setup(config, restoring=True)  # No pretrained download: the checkpoint has it all.
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   latest = checkpointer.latest_step()
   if latest is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
   step = latest if step is None else step
-  state = checkpointer.restore_state(step, ckpt_lib.abstract_like(s.state))
+  st = s.stages[int(checkpointer.restore_meta(step).get("stage", 0))]
+  # An abstract target (nnx.eval_shape / jax.eval_shape): nothing is initialised or downloaded.
+  tx = st.make_tx(st.schedule_fn(s.steps_per_epoch))
+  state = checkpointer.restore_state(step, train.abstract_stage_state(s.state, st, tx, s.mesh))
   checkpointer.close()
-  predict = jax.jit(functools.partial(train.predict_step, graphdef=s.graphdef, config=config))
-  results = {}
-  for split in splits or tuple(config.eval_splits):
-    results[split] = train.evaluate_split(
-      predict,
-      state,
-      s.data.split(split),
-      mesh=s.mesh,
-      config=config,
-      class_names=s.class_names,
-    )
-    if jax.process_index() == 0:
-      name = split if step == latest else f"{split}@{step}"
-      os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-      metrics.write_json(os.path.join(workdir, "eval", f"{name}.json"), results[split])
-      print(train.format_eval(f"{split} @ step {step}", results[split]), flush=True)
-  return results
+  loss_fn = losses.make_loss(config.loss, len(s.class_names), s.class_weights)
+  ctx = evaluators.EvalContext(
+    config=config, mesh=s.mesh, data=s.data, class_names=s.class_names, graphdef=s.graphdef,
+    eval_step=jax.jit(
+      functools.partial(train.eval_step, graphdef=s.graphdef, config=config, loss_fn=loss_fn)
+    ),
+  )  # fmt: skip
+  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  selected = {"select": "last" if step == latest else "step", "step": int(step)}
+  return train.final_reports(
+    ctx,
+    state,
+    tuple(splits or config.eval_splits),
+    workdir,
+    selected,
+    suffix="" if step == latest else f"@{step}",
+  )
 
 
 FLAGS = flags.FLAGS

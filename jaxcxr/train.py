@@ -1,27 +1,34 @@
-"""Config-driven, sharded, resumable training and evaluation of chest X-ray classifiers.
+"""Config-driven, sharded, resumable, staged training and evaluation of chest X-ray classifiers.
 
     python -m jaxcxr.train --config configs/quickstart.py --workdir /tmp/quickstart
     python -m jaxcxr.train --config configs/chest_xray.py --workdir W --config.input.batch_size=16
 
 The main is thin; everything lives in `train_and_evaluate(config, workdir)`, which tests call
-with tiny configs. The step functions are pure and jitted: the Flax NNX model is split once into
-a static graph and its state (`nnx.split`), and `train_step(state, batch)` maps a `TrainState` to
-the next one with the batch sharded over a `('data',)` mesh (docs/design.md). Re-running a command
-with the same workdir resumes from its latest checkpoint, input position included.
+with tiny configs. Its parts live in `jaxcxr.training`: the pure jitted steps (`steps`: the Flax
+NNX model split once into a static graph and its state, `train_step(state, batch)` mapping a
+`TrainState` to the next one with the batch sharded over a `('data',)` mesh), the stages
+(`stages`: `config.stages`, each with its own length, trainable parameters, batch-norm statistics,
+optimizer, per-group rates, early stopping and plateau; none = one stage from the run's keys) and
+the hooks the loop calls after each step (`hooks`: train-metric means, evaluation, plateau, early
+stopping, best checkpoint, halt, checkpoint). Evaluations are `jaxcxr.evaluators` plug-ins named in
+`config.evals`; the default one is classification on `config.val_split`, which also gives the
+validation loss. Monitors are `<evaluator>_<scalar>` (`val_loss`, `val_accuracy`,
+`val_auroc_macro`); `config.best_monitor` keeps the best model state (WORKDIR/best) and
+`config.select='best'` reports it. Re-running a command with the same workdir resumes from its
+latest checkpoint exactly: stage, step in the stage, plateau and early-stopping state and input
+position included. Outputs: `eval/<split>.json` (metrics, `loss`, and `selected`: which state),
+`eval/<split>_predictions.npz` (per-example probabilities, labels, patient ids) and
+`eval/history.jsonl` (every evaluation during training).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,137 +39,42 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import cli, config_lib, losses, metrics, models, optim, sharding, workdir_lock
-from jaxcxr.data import augment, classes, pipeline, splits, tfds_access
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training (a pytree; the model graph is static)."""
-
-  step: jax.Array
-  params: nnx.State
-  rest: nnx.State  # Non-trainable model state: batch-norm statistics.
-  opt_state: optax.OptState
-
-
-def model_inputs(images: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
-  """[0, 1] grey images → the model's input: its channels, normalised per `config.input.mode`."""
-  mean, std = augment.mode_mean_std(config.input.mode, config.input.mean, config.input.std)
-  return augment.normalize(images, mean, std, config.model.in_chans, jnp.dtype(config.dtype))
-
-
-def loss_and_grads(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  loss_fn: Callable[..., jax.Array],
-  config: ml_collections.ConfigDict,
-  base_key: jax.Array,
-) -> tuple[jax.Array, jax.Array, nnx.State, nnx.State]:
-  """Mean loss over the global batch, logits, updated batch statistics and parameter gradients."""
-  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
-  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
-  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
-  images = model_inputs(images, config)
-
-  def compute_loss(params, rest):
-    # copy=True makes fresh Variables in this trace, where batch norm may update its statistics
-    # (Variables unflattened by jax.grad belong to the enclosing trace and refuse mutation).
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
-    # The mean is taken over the global batch inside the differentiated function, so gradients
-    # are those of the global-batch loss whatever the device count.
-    loss = loss_fn(logits, batch["label"]).mean()
-    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
-
-  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
-    state.params, state.rest
-  )
-  return loss, logits, new_rest, grads
-
-
-def train_step(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  tx: optax.GradientTransformation,
-  loss_fn: Callable[..., jax.Array],
-  schedule: optim.Schedule,
-  config: ml_collections.ConfigDict,
-  base_key: jax.Array,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels."""
-  loss, logits, new_rest, grads = loss_and_grads(
-    state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key
-  )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params, rest=new_rest, opt_state=opt_state)
-  step_metrics = {
-    "loss": loss,
-    "accuracy": _batch_accuracy(logits, batch["label"]),
-    "grad_norm": optax.tree.norm(grads),
-    "lr": schedule(state.step),
-  }
-  return new_state, step_metrics
-
-
-def _batch_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Top-1 accuracy; for multi-hot labels, the fraction of correct findings at logit 0."""
-  if labels.ndim == logits.ndim:
-    return jnp.mean((logits > 0) == (labels > 0.5))
-  return jnp.mean(jnp.argmax(logits, -1) == labels)
-
-
-def bind_train_step(
-  config: ml_collections.ConfigDict,
-  graphdef: nnx.GraphDef,
-  tx: optax.GradientTransformation,
-  schedule: optim.Schedule,
-  num_classes: int,
-  class_weights: np.ndarray | None = None,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
-  """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
-  return functools.partial(
-    train_step,
-    graphdef=graphdef,
-    tx=tx,
-    loss_fn=losses.make_loss(config.loss, num_classes, class_weights),
-    schedule=schedule,
-    config=config,
-    base_key=jax.random.key(config.seed),
-  )
-
-
-def predict_step(
-  state: TrainState,
-  batch: dict[str, jax.Array],
-  *,
-  graphdef: nnx.GraphDef,
-  config: ml_collections.ConfigDict,
-) -> jax.Array:
-  """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
-  images = model_inputs(augment.to_float(batch["image"]), config)
-  model = nnx.merge(graphdef, state.params, state.rest)
-  logits = model(images, train=False).astype(jnp.float32)
-  if config.loss.name == "sigmoid_xent":
-    return jax.nn.sigmoid(logits)
-  return jax.nn.softmax(logits)
+from jaxcxr import (
+  cli,
+  config_lib,
+  evaluators,
+  losses,
+  metrics,
+  models,
+  optim,
+  sharding,
+  workdir_lock,
+)
+from jaxcxr.data import classes, pipeline, splits, tfds_access
+from jaxcxr.training import hooks as hooks_lib
+from jaxcxr.training import stages as stages_lib
+from jaxcxr.training import steps as steps_lib
+from jaxcxr.training.steps import (  # noqa: F401  (the public names of jaxcxr.train)
+  TrainState,
+  bind_train_step,
+  eval_step,
+  loss_and_grads,
+  model_inputs,
+  predict_step,
+  train_step,
+)
 
 
 def evaluate_split(
-  predict_fn: Callable[..., jax.Array],
-  state: TrainState,
+  predict_fn: Any,
+  state: Any,
   source: Any,
   *,
   mesh: jax.sharding.Mesh,
   config: ml_collections.ConfigDict,
   class_names: list[str],
 ) -> dict[str, Any]:
-  """Runs `predict_fn` over a whole split (every example exactly once) and computes metrics."""
+  """Metrics of `predict_fn(state, batch) -> probs` over a whole split (each example once)."""
   global_bs = config.input.eval_batch_size or config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
   probs, labels, masks = [], [], []
@@ -204,8 +116,11 @@ def _load_datasets(config: ml_collections.ConfigDict) -> splits.Data:
   return splits.load(config.input)
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
-  """The backbone of `config.model_name`, initialised from `config.model_init` if set."""
+def create_model(
+  config: ml_collections.ConfigDict, num_classes: int, init: bool = True
+) -> nnx.Module:
+  """The backbone of `config.model_name`, initialised from `config.model_init` if set and `init`
+  (a resumed run or an evaluation restores its own state and skips it: resume wins)."""
   kwargs = dict(config.model)
   in_chans = kwargs.pop("in_chans")
   model = models.create(
@@ -216,7 +131,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Mod
     dtype=jnp.dtype(config.dtype),
     **kwargs,
   )
-  if config.model_init:
+  if config.model_init and init:
     init_from(model, config)
   return model
 
@@ -225,14 +140,18 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
   """Loads `config.model_init` into `model`: pretrained weights or a converted checkpoint.
 
   `model_init` is a registered pretrained name (`resnet50.tv_in1k`, downloaded and cached), a
-  local checkpoint file (safetensors, torch `.pth`, Keras `.h5`) of `config.model_name`'s
-  architecture, or a directory written by `python -m jaxcxr.weights.convert_checkpoint`.
+  jaxcxr run directory (`init_from_run`), a local checkpoint file (safetensors, torch `.pth`,
+  Keras `.h5`) of `config.model_name`'s architecture, or a directory written by
+  `python -m jaxcxr.weights.convert_checkpoint`.
   Everything must match except what `config.model_load.dont_load` names and, for a new number
   of classes, the classifier (big_vision's rule: no silent partial loads).
   """
   from jaxcxr.weights import pretrained  # pylint: disable=g-import-not-at-top
 
   source = config.model_init
+  if os.path.isdir(os.path.join(source, "checkpoints")):
+    init_from_run(model, source, config)
+    return
   if os.path.isdir(source):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
@@ -246,17 +165,136 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
   logging.info("%s", report)
 
 
+def init_from_run(model: nnx.Module, workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Loads the model state of a previous jaxcxr run (homologous transfer, Zhang & Liu 2021).
+
+  `config.model_load.step`: 'latest' (its latest checkpoint) or 'best' (its best state by its
+  `best_monitor`). Every parameter and statistic must match in shape, except the classifier
+  (the last layer group) when the class count differs: it keeps its fresh initialisation, and the
+  log says so. `model_load.dont_load` regexes stay as initialised too.
+  """
+  import re  # pylint: disable=g-import-not-at-top
+
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr.models import groups as groups_lib  # pylint: disable=g-import-not-at-top
+
+  workdir = os.path.abspath(workdir)
+  which = config.model_load.step
+  if which == "latest":
+    mgr = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    step = mgr.latest_step()
+    mgr.close()
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+  elif which == "best":
+    best_dir = os.path.join(workdir, "best")
+    steps = [int(d) for d in os.listdir(best_dir)] if os.path.isdir(best_dir) else []
+    steps = [d for d in steps if os.path.isdir(os.path.join(best_dir, str(d)))]
+    step = steps[0] if len(steps) == 1 else None
+    if len(steps) > 1:  # max_to_keep=1: the one kept is the best.
+      raise ValueError(f"{best_dir} holds several steps {sorted(steps)}; expected one.")
+    path = os.path.join(best_dir, str(step), "default")
+  else:
+    raise ValueError(f"config.model_load.step={which!r} is not 'latest' or 'best'.")
+  if step is None:
+    raise FileNotFoundError(f"model_init={workdir!r}: no {which} checkpoint in that run.")
+  saved = ocp.StandardCheckpointer().restore(path)
+  flat_saved = {
+    stages_lib.path_str(kp).removesuffix("/value"): v
+    for kp, v in jax.tree_util.tree_flatten_with_path(
+      {"params": saved["params"], "rest": saved["rest"]}
+    )[0]
+  }
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  head = set(list(groups_lib.assign(config.model_name, stages_lib.leaf_paths(params)).values())[-1])
+  dont = [re.compile(r) for r in config.model_load.dont_load]
+  new_leaves, reinit, skipped = {}, [], []
+  for part, tree in (("params", params), ("rest", rest)):
+    for path_, value in zip(stages_lib.leaf_paths(tree), jax.tree.leaves(tree), strict=True):
+      key = f"{part}/{path_}"
+      if any(r.search(path_) for r in dont):
+        skipped.append(path_)
+        continue
+      if key not in flat_saved:
+        raise ValueError(
+          f"model_init={workdir!r} (step {step}) has no {path_!r} for {config.model_name}."
+        )
+      old = np.asarray(flat_saved[key])
+      if old.shape != value.shape:
+        if path_ in head:
+          reinit.append(f"{path_} {old.shape}->{value.shape}")
+          continue
+        raise ValueError(
+          f"model_init={workdir!r}: {path_!r} has shape {old.shape}, the model {value.shape}."
+        )
+      new_leaves[key] = old
+  unused = (
+    set(flat_saved)
+    - {f"params/{p}" for p in stages_lib.leaf_paths(params)}
+    - {f"rest/{p}" for p in stages_lib.leaf_paths(rest)}
+  )
+  if unused:
+    raise ValueError(f"model_init={workdir!r} has arrays the model lacks: {sorted(unused)[:5]}")
+
+  for prefix, tree in (("params", params), ("rest", rest)):
+    leaves, treedef = jax.tree.flatten(tree)
+    merged = [
+      jnp.asarray(new_leaves[f"{prefix}/{p}"], v.dtype) if f"{prefix}/{p}" in new_leaves else v
+      for p, v in zip(stages_lib.leaf_paths(tree), leaves, strict=True)
+    ]
+    nnx.update(model, jax.tree.unflatten(treedef, merged))
+  logging.info(
+    "Initialised %s from the run %s (%s step %d)%s%s", config.model_name, workdir, which, step,
+    f"; re-initialised the classifier for a new class count: {reinit}" if reinit else "",
+    f"; kept as initialised (dont_load): {len(skipped)} arrays" if skipped else "",
+  )  # fmt: skip
+  if reinit:
+    print(f"model_init: new class count, classifier re-initialised: {reinit}", flush=True)
+
+
 def create_train_state(
   config: ml_collections.ConfigDict, num_classes: int, tx: optax.GradientTransformation
 ) -> tuple[nnx.GraphDef, TrainState]:
-  """The model's static graph and its initial train state (host arrays)."""
+  """The model's static graph and its initial train state (host arrays), stage 0."""
   model = create_model(config, num_classes)
   logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    rest=rest,
+    opt_state=tx.init(params),
+    stage=jnp.zeros((), jnp.int32),
+    stage_step=jnp.zeros((), jnp.int32),
+    plateau=optax.contrib.reduce_on_plateau().init(params),
+    stop_best=jnp.asarray(jnp.inf, jnp.float32),
+    stop_wait=jnp.zeros((), jnp.int32),
   )
   return graphdef, state
+
+
+def begin_stage(
+  state: TrainState, stage: stages_lib.Stage, tx: optax.GradientTransformation
+) -> TrainState:
+  """`state` at the start of `stage`: a fresh optimizer, plateau and early-stopping state."""
+  return state.replace(
+    opt_state=tx.init(state.params),
+    stage=jnp.asarray(stage.index, jnp.int32),
+    stage_step=jnp.zeros((), jnp.int32),
+    plateau=stages_lib.plateau_tx(stage).init(state.params),
+    stop_best=jnp.asarray(jnp.inf, jnp.float32),
+    stop_wait=jnp.zeros((), jnp.int32),
+  )
+
+
+def abstract_stage_state(
+  state: TrainState, stage: stages_lib.Stage, tx: optax.GradientTransformation, mesh
+) -> TrainState:
+  """The restore target of a checkpoint of `stage`: shapes, dtypes and (replicated) shardings
+  only, traced with `jax.eval_shape` (no optimizer state is allocated)."""
+  repl = sharding.replicated(mesh)
+  shapes = jax.eval_shape(lambda s: begin_stage(s, stage, tx), state)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), shapes)
 
 
 @dataclasses.dataclass
@@ -269,15 +307,27 @@ class Setup:
   train_source: Any
   class_weights: np.ndarray | None
   steps_per_epoch: int
-  total_steps: int
-  schedule: optim.Schedule
-  tx: optax.GradientTransformation
+  total_steps: int  # All stages together.
+  stages: list[stages_lib.Stage]
+  schedule: optim.Schedule  # Stage 0's.
+  tx: optax.GradientTransformation  # Stage 0's.
   graphdef: nnx.GraphDef
-  state: TrainState  # Initial state, replicated over the mesh.
+  # Initial state (stage 0), replicated over the mesh; with `restoring`, its abstract shape.
+  state: TrainState
 
 
-def setup(config: ml_collections.ConfigDict) -> Setup:
-  """Mesh, dataset (prepared if needed), schedule, optimizer, model and initial state."""
+def has_checkpoint(workdir: str | None) -> bool:
+  """Whether `workdir` holds a training checkpoint to resume from."""
+  ckpts = os.path.join(workdir, "checkpoints") if workdir else ""
+  return bool(ckpts) and os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
+
+
+def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
+  """Mesh, dataset (prepared if needed), stages, optimizer, model and initial state.
+
+  `restoring`: the state will be restored from a checkpoint, so `config.model_init` is not
+  loaded (no pretrained download; resume always wins over model_init).
+  """
   mesh = sharding.make_mesh()
   logging.info(
     "%d processes, %d devices (%s); mesh %s",
@@ -305,44 +355,123 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       "config.loss.class_weights='balanced' is for single-label data; give explicit "
       "comma-separated per-finding weights for multi-label data."
     )
-  train_source = data.source(config.input.train_split)
+  train_source = data.split(config.input.train_split)
   class_weights = None
   if config.loss.class_weights.strip().lower() not in ("", "none"):
     counts = np.bincount(train_source.labels, minlength=num_classes)
     class_weights = losses.resolve_class_weights(config.loss.class_weights, counts)
     logging.info("Class weights %s from training counts %s", class_weights, counts)
   steps_per_epoch = max(1, len(train_source) // config.input.batch_size)
-  total_steps = config_lib.resolve_total_steps(config, steps_per_epoch)
 
-  schedule = optim.make_schedule(config.schedule, config.optimizer.lr, total_steps, steps_per_epoch)
-  tx = optim.make_optimizer(config.optimizer, schedule)
-  graphdef, state = create_train_state(config, num_classes, tx)
-  state = sharding.replicate(state, mesh)
+  if restoring:  # Shapes only: the checkpoint brings the values (nnx.eval_shape allocates none).
+    model = nnx.eval_shape(lambda: create_model(config, num_classes, init=False))
+  else:
+    model = create_model(config, num_classes)
+  logging.info("%s: %s parameters", config.model_name, f"{models.param_count(model):,}")
+  mean, std = steps_lib.input_mean_std(config)
+  logging.info("Input normalisation (mode %s): mean %s, std %s", config.input.mode, mean, std)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  stages = stages_lib.resolve(config, steps_per_epoch, params, rest)
+  for st in stages:
+    logging.info("%s", st.describe())
+  schedule = stages[0].schedule_fn(steps_per_epoch)
+  tx = stages[0].make_tx(schedule)
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=None,
+    stage=jnp.zeros((), jnp.int32), stage_step=jnp.zeros((), jnp.int32), plateau=None,
+    stop_best=jnp.zeros((), jnp.float32), stop_wait=jnp.zeros((), jnp.int32),
+  )  # fmt: skip
+  if restoring:
+    state = abstract_stage_state(state, stages[0], tx, mesh)
+  else:
+    state = sharding.replicate(begin_stage(state, stages[0], tx), mesh)
   return Setup(
     mesh=mesh, data=data, class_names=class_names, train_source=train_source,
-    class_weights=class_weights,
-    steps_per_epoch=steps_per_epoch, total_steps=total_steps, schedule=schedule, tx=tx,
+    class_weights=class_weights, steps_per_epoch=steps_per_epoch,
+    total_steps=sum(st.total_steps for st in stages), stages=stages, schedule=schedule, tx=tx,
     graphdef=graphdef, state=state,
   )  # fmt: skip
 
 
+def _evaluators(config: ml_collections.ConfigDict, ctx: evaluators.EvalContext) -> dict[str, Any]:
+  """The evaluators run during training: `config.evals`, or classification on val_split."""
+  cfgs = dict(config.evals.items())
+  if not cfgs and config.val_split:
+    cfgs = {"val": ml_collections.ConfigDict({"type": "classification", "split": config.val_split})}
+  return {name: evaluators.create(name, cfg, ctx) for name, cfg in cfgs.items()}
+
+
+def _monitor_evaluator(monitor: str, evals: dict[str, Any], what: str) -> str:
+  """The evaluator a `<evaluator>_<scalar>` monitor reads; a test split is an error."""
+  names = [n for n in evals if monitor.startswith(n + "_")]
+  if not names:
+    raise ValueError(
+      f"{what}={monitor!r} names no evaluator: monitors are '<evaluator>_<scalar>' with "
+      f"evaluators {sorted(evals)} (config.evals; 'val' reads config.val_split)."
+    )
+  name = max(names, key=len)
+  split = evals[name].split
+  if "test" in split.lower():
+    raise ValueError(
+      f"{what}={monitor!r} monitors split {split!r}: selecting or stopping on a test split "
+      "biases its figures; monitor a validation split."
+    )
+  return name
+
+
+def _check_monitors(
+  config: ml_collections.ConfigDict, stages: list[stages_lib.Stage], evals: dict[str, Any]
+) -> dict[str, str]:
+  """`{monitor: evaluator}` of every monitor the run uses, each checked."""
+  out = {}
+  if config.select not in ("last", "best"):
+    raise ValueError(f"config.select={config.select!r} is not 'last' or 'best'.")
+  if config.select == "best" and not config.best_monitor:
+    raise ValueError("config.select='best' needs config.best_monitor (e.g. 'val_loss').")
+  if config.best_monitor:
+    out[config.best_monitor] = _monitor_evaluator(config.best_monitor, evals, "config.best_monitor")
+    if not any(st.eval_every_steps for st in stages) and not all(
+      e.every_steps for e in evals.values()
+    ):
+      raise ValueError(
+        f"config.best_monitor={config.best_monitor!r} but nothing is evaluated during training: "
+        "set config.eval_every_steps (or a stage's eval_every_steps)."
+      )
+  for st in stages:
+    for what, cfg in (("early_stopping", st.early_stopping), ("plateau", st.plateau)):
+      if cfg.patience:
+        where = f"config.stages[{st.index}].{what}.monitor"
+        out[cfg.monitor] = _monitor_evaluator(cfg.monitor, evals, where)
+  return out
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains per `config`, checkpointing into `workdir`, then evaluates `config.eval_splits`.
+  """Trains per `config` (stage by stage), checkpointing into `workdir`, then evaluates.
 
   Returns:
-    `{split: metrics}` for every split in `config.eval_splits`; also written (by process 0) to
-    `workdir/eval/<split>.json`.
+    `{split: metrics}` for every split in `config.eval_splits` of the selected state
+    (`config.select`); also written (by process 0) to `workdir/eval/<split>.json`. Empty when
+    the run halted (`halt_after_steps`) before its end.
   """
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if is_main:
     workdir_lock.hold(workdir)  # a second run on this workdir is refused, naming the first
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  s = setup(config)
-  mesh, data, class_names = s.mesh, s.data, s.class_names
-  graphdef, state, total_steps = s.graphdef, s.state, s.total_steps
+  s = setup(config, restoring=has_checkpoint(workdir))
+  mesh, data, class_names, stages = s.mesh, s.data, s.class_names, s.stages
+  graphdef, state = s.graphdef, s.state
   global_bs = config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
+  loss_fn = losses.make_loss(config.loss, len(class_names), s.class_weights)
+  ctx = evaluators.EvalContext(
+    config=config, mesh=mesh, data=data, class_names=class_names, graphdef=graphdef,
+    eval_step=jax.jit(
+      functools.partial(eval_step, graphdef=graphdef, config=config, loss_fn=loss_fn)
+    ),
+  )  # fmt: skip
+  evals = _evaluators(config, ctx)
+  monitors = _check_monitors(config, stages, evals)
 
   train_iter = pipeline.train_iterator(
     s.train_source,
@@ -357,11 +486,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     max_to_keep=config.keep_checkpoints,
     save_every_steps=config.checkpoint_every_steps,
   )
+  best = None
+  if config.best_monitor:
+    mode = "min" if stages_lib.monitor_sign(config.best_monitor) > 0 else "max"
+    best = ckpt_lib.BestCheckpointer(os.path.join(workdir, "best"), config.best_monitor, mode)
   start_step = checkpointer.latest_step() or 0
+  if bool(start_step) != has_checkpoint(workdir):
+    raise RuntimeError(f"{workdir}/checkpoints: orbax and the directory listing disagree.")
   if start_step:
-    logging.info("Resuming from the checkpoint of step %d in %s", start_step, workdir)
-    start_step, state, train_iter = checkpointer.restore_newest_intact(
-      ckpt_lib.abstract_like(state), train_iter
+    # The newest checkpoint that restores (a damaged one is set aside), against the abstract state
+    # of the stage that step belongs to.
+    def target(step: int) -> Any:
+      st = stages[int(checkpointer.restore_meta(step).get("stage", 0))]
+      return abstract_stage_state(state, st, st.make_tx(st.schedule_fn(s.steps_per_epoch)), mesh)
+
+    start_step, state, train_iter = checkpointer.restore_newest_intact(target, train_iter)
+    stage_idx = int(checkpointer.restore_meta(start_step).get("stage", 0))
+    logging.info(
+      "Resuming from the checkpoint of step %d (stage %d) in %s", start_step, stage_idx, workdir
     )
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -370,67 +512,113 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics.write_json(os.path.join(workdir, "data_splits.json"), data.describe())
 
   repl = sharding.replicated(mesh)
-  jit_train = jax.jit(
-    bind_train_step(config, graphdef, s.tx, s.schedule, len(class_names), s.class_weights),
-    donate_argnums=0,
-    out_shardings=(repl, repl),
-  )
-  jit_predict = jax.jit(functools.partial(predict_step, graphdef=graphdef, config=config))
-  eval_fn = functools.partial(
-    evaluate_split, jit_predict, mesh=mesh, config=config, class_names=class_names
-  )
-
   writer = _summary_writer(workdir) if is_main else None
-  halt_at = start_step + config.halt_after_steps if config.halt_after_steps else total_steps
-  end_step = min(total_steps, halt_at)
-  progress = _progress_bar(start_step, total_steps, config.progress_bar and is_main)
-  meta = {"config_model": config.model_name, "data": config.input.data, "total_steps": total_steps}
-  t_last, step_last = time.perf_counter(), start_step
-  for step in range(start_step, end_step):
-    batch = sharding.shard_batch(next(train_iter), mesh)
-    state, step_metrics = jit_train(state, batch)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == end_step:
-      scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-      now = time.perf_counter()
-      scalars["images_per_sec"] = (done - step_last) * global_bs / (now - t_last)
-      t_last, step_last = now, done
-      if writer:
-        for k, v in scalars.items():
-          writer.add_scalar(f"train/{k}", v, done)
+  halt_at = start_step + config.halt_after_steps if config.halt_after_steps else None
+  progress = _progress_bar(start_step, s.total_steps, config.progress_bar and is_main)
+  meta = {
+    "config_model": config.model_name,
+    "data": config.input.data,
+    "total_steps": s.total_steps,
+  }
+  train_metrics = hooks_lib.TrainMetrics(config.log_every_steps, global_bs, start_step)
+  halted = False
+  for st in stages[int(state.stage) :]:
+    schedule = st.schedule_fn(s.steps_per_epoch)
+    tx = st.make_tx(schedule)
+    if int(state.stage) != st.index:
+      state = sharding.replicate(begin_stage(state, st, tx), mesh)
+    if hooks_lib.stage_over(state, st):
+      continue
+    logging.info("Training %s", st.describe())
+    jit_train = jax.jit(
+      bind_train_step(
+        config, graphdef, tx, schedule, len(class_names), s.class_weights,
+        trainable=st.trainable_tree(state.params), keep_stats=st.keep_stats_tree(state.rest),
+        plateau=bool(st.plateau.patience),
+      ),
+      donate_argnums=0,
+      out_shardings=(repl, repl),
+    )  # fmt: skip
+    hooks: list[Any] = [hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
+    if st.plateau.patience:
+      hooks.append(hooks_lib.Plateau(st, monitors[st.plateau.monitor]))
+    if st.early_stopping.patience:
+      hooks.append(hooks_lib.EarlyStopping(st, monitors[st.early_stopping.monitor]))
+    if best:
+      hooks.append(
+        hooks_lib.BestCheckpoint(best, config.best_monitor, monitors[config.best_monitor])
+      )
+    hooks += [
+      hooks_lib.Halt(halt_at),
+      train_metrics,
+      hooks_lib.Checkpoint(checkpointer, meta, train_iter),
+    ]
+    loop = hooks_lib.Loop(
+      state=state, stage=st, step=int(state.step), writer=writer, progress=progress
+    )
+    while not loop.stage_over and not loop.halt:
+      batch = sharding.shard_batch(next(train_iter), mesh)
+      loop.state, loop.step_metrics = jit_train(loop.state, batch)
+      loop.step += 1
+      loop.stage_over = loop.stage_step >= st.total_steps
+      for hook in hooks:
+        hook.after_step(loop)
       if progress:
-        progress.set_postfix(
-          loss=f"{scalars['loss']:.4f}",
-          lr=f"{scalars['lr']:.2e}",
-          img_s=f"{scalars['images_per_sec']:.1f}",
-        )
-    if progress:
-      progress.update(1)
-    if config.eval_every_steps and config.val_split and done % config.eval_every_steps == 0:
-      val = eval_fn(state, data.source(config.val_split))
-      _log_eval(writer, config.val_split, val, done)
-      if is_main:
-        with open(os.path.join(workdir, "eval", "history.jsonl"), "a") as f:
-          f.write(json.dumps({"step": done, "split": config.val_split, **val}) + "\n")
-    checkpointer.save(done, state, train_iter, {**meta, "step": done}, force=done == end_step)
+        progress.update(1)
+    state = loop.state
+    if loop.halt and not (loop.stage_over and st.index == len(stages) - 1):
+      halted = True
+      break
   if progress:
     progress.close()
   checkpointer.wait()
 
   results: dict[str, Any] = {}
-  if end_step < total_steps:
-    logging.info("Halted after step %d of %d; re-run to resume.", end_step, total_steps)
+  if halted:
+    logging.info("Halted after step %d of %d; re-run to resume.", int(state.step), s.total_steps)
   else:
-    for split in config.eval_splits:
-      results[split] = eval_fn(state, data.source(split))
-      _log_eval(writer, split, results[split], total_steps)
-      if is_main:
-        metrics.write_json(os.path.join(workdir, "eval", f"{split}.json"), results[split])
-        print(format_eval(split, results[split]), flush=True)
+    selected = {"select": "last", "step": int(state.step)}
+    if config.select == "best":
+      step = best.best_step()
+      if step is None:
+        raise RuntimeError(f"config.select='best' but {best.directory} holds no checkpoint.")
+      model = {"params": state.params, "rest": state.rest}
+      restored = best.restore(step, ckpt_lib.abstract_like(model))
+      state = state.replace(params=restored["params"], rest=restored["rest"])
+      selected = {"select": "best", "step": int(step), "monitor": config.best_monitor}
+      logging.info("Reporting the best state by %s: step %d", config.best_monitor, step)
+    results = final_reports(ctx, state, tuple(config.eval_splits), workdir, selected, writer)
   checkpointer.close()
+  if best:
+    best.close()
   if writer:
     writer.close()
   workdir_lock.release(workdir)
+  return results
+
+
+def final_reports(
+  ctx: evaluators.EvalContext,
+  state: Any,
+  splits: tuple[str, ...],
+  workdir: str,
+  selected: dict[str, Any],
+  writer: Any = None,
+  suffix: str = "",
+) -> dict[str, Any]:
+  """Evaluates `splits` with the classification evaluator; writes each split's report and
+  per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`)."""
+  results = {}
+  for split in splits:
+    ev = evaluators.create(split, ml_collections.ConfigDict({"split": split}), ctx)
+    results[split] = {**ev.run(state), "selected": selected}
+    hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
+    if jax.process_index() == 0:
+      name = f"{split}{suffix}"
+      metrics.write_json(os.path.join(workdir, "eval", f"{name}.json"), results[split])
+      ev.write_predictions(os.path.join(workdir, "eval", f"{name}_predictions.npz"))
+      state_note = f" state={selected['select']}@{selected['step']}"
+      print(format_eval(split, results[split]) + state_note, flush=True)
   return results
 
 
@@ -448,20 +636,12 @@ def _progress_bar(start: int, total: int, enabled: bool):
   return tqdm(total=total, initial=start, desc="train", unit="step", file=sys.stderr)
 
 
-def _log_eval(writer, split: str, result: dict[str, Any], step: int) -> None:
-  scalars = metrics.scalar_summary(result)
-  logging.info("eval %s @ step %d: %s", split, step, scalars)
-  if writer:
-    for k, v in scalars.items():
-      writer.add_scalar(f"{split}/{k}", v, step)
-    writer.flush()
-
-
 def format_eval(split: str, r: dict[str, Any]) -> str:
   fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
   return (
     f"[{split}] n={r['num_examples']} accuracy={fmt(r['accuracy'])} "
     f"auroc_macro={fmt(r['auroc_macro'])} top2_accuracy={fmt(r['top2_accuracy'])}"
+    + (f" loss={r['loss']:.4f}" if "loss" in r else "")
   )
 
 

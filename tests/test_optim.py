@@ -85,3 +85,25 @@ def test_label_smoothing_loss_matches_definition():
   assert float(got[0]) == pytest.approx(float(-(target * logp).sum()), rel=1e-6)
   with pytest.raises(ValueError, match="focal"):
     losses.make_loss(ml_collections.ConfigDict({"name": "focal"}), 3)
+
+
+def test_weight_decay_on_every_parameter_as_torch():
+  c = _cfg(optimizer__name="sgd", optimizer__momentum=0.0, optimizer__weight_decay=0.5)
+  c.optimizer.decay = "all"
+  tx = optim.make_optimizer(c.optimizer, optax.constant_schedule(1.0))
+  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], -0.5)
+  np.testing.assert_allclose(updates["bias"], -0.5)
+  c.optimizer.decay = "some"
+  with pytest.raises(ValueError, match="decay='some'"):
+    optim.make_optimizer(c.optimizer, optax.constant_schedule(1.0))
+
+
+def test_onecycle_schedule_warms_up_then_anneals():
+  c = _cfg(schedule__name="onecycle", schedule__pct_start=0.3, schedule__div_factor=10.0)
+  s = optim.make_schedule(c.schedule, 1.0, 100, 10)
+  assert float(s(0)) == pytest.approx(0.1)
+  assert float(s(30)) == pytest.approx(1.0)
+  assert float(s(100)) == pytest.approx(1.0 / (10.0 * 1e4), rel=1e-3)

@@ -1,0 +1,236 @@
+"""The train state and the pure, jitted step functions (one optimisation step, one forward).
+
+The Flax NNX model is split once into a static graph and its state (`nnx.split`); the step maps a
+`TrainState` to the next one with the batch sharded over a `('data',)` mesh. Random keys derive
+from the global step, so resumed and uninterrupted runs draw the same augmentation and dropout.
+Frozen parameters (staged fine-tuning) pass through `jax.lax.stop_gradient`, so JAX computes no
+gradient for them and prunes the backward pass below the lowest trainable layer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxcxr import losses, optim
+from jaxcxr.data import augment
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; the model graph is static).
+
+  `stage` and `stage_step` place the state in `config.stages` (the stage whose optimizer state
+  `opt_state` is, and the steps done in it), so a resumed run continues exactly. `plateau` is
+  optax's reduce-on-plateau state (its `scale` multiplies every update), `stop_best` and
+  `stop_wait` early stopping's best monitored value (to minimise) and evaluations since it.
+  """
+
+  step: jax.Array
+  params: nnx.State
+  rest: nnx.State  # Non-trainable model state: batch-norm statistics.
+  opt_state: optax.OptState
+  stage: jax.Array
+  stage_step: jax.Array
+  plateau: Any
+  stop_best: jax.Array
+  stop_wait: jax.Array
+
+
+def input_mean_std(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  """The (mean, std) on [0, 1] pixels that `config.input.mode` asks for.
+
+  `auto` (the default): the preprocessing of the pretrained weights named by `config.model_init`
+  (their registered mode, mean and std, as timm's `resolve_data_config`), or ImageNet's 'torch'
+  statistics when `model_init` names no registered weights. Any other mode is used as given.
+  """
+  mode = config.input.mode
+  if mode == "auto":
+    from jaxcxr.weights import pretrained  # pylint: disable=g-import-not-at-top
+
+    name = config.get("model_init", "")
+    if name and name in pretrained.list_pretrained():
+      cfg = pretrained.get_pretrained_cfg(name)
+      if cfg.mode == "torch":
+        return tuple(cfg.mean), tuple(cfg.std)
+      return augment.mode_mean_std(cfg.mode, (), ())
+    mode = "torch"
+  return augment.mode_mean_std(mode, config.input.mean, config.input.std)
+
+
+def model_inputs(images: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  """[0, 1] grey images → the model's input: its channels, normalised per `config.input.mode`."""
+  mean, std = input_mean_std(config)
+  return augment.normalize(images, mean, std, config.model.in_chans, jnp.dtype(config.dtype))
+
+
+def loss_and_grads(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  loss_fn: Callable[..., jax.Array],
+  config: ml_collections.ConfigDict,
+  base_key: jax.Array,
+  trainable: Any = None,
+) -> tuple[jax.Array, jax.Array, nnx.State, nnx.State]:
+  """Mean loss over the global batch, logits, updated batch statistics and parameter gradients.
+
+  `trainable`: a pytree of bools like `state.params` (None: all train); frozen leaves are cut
+  from the gradient with `stop_gradient` (their gradient is exactly zero).
+  """
+  # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
+  aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
+  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
+  images = model_inputs(images, config)
+
+  def compute_loss(params, rest):
+    if trainable is not None:
+      params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+    # copy=True makes fresh Variables in this trace, where batch norm may update its statistics
+    # (Variables unflattened by jax.grad belong to the enclosing trace and refuse mutation).
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
+    # The mean is taken over the global batch inside the differentiated function, so gradients
+    # are those of the global-batch loss whatever the device count.
+    loss = loss_fn(logits, batch["label"]).mean()
+    return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
+
+  (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+    state.params, state.rest
+  )
+  return loss, logits, new_rest, grads
+
+
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  loss_fn: Callable[..., jax.Array],
+  schedule: optim.Schedule,
+  config: ml_collections.ConfigDict,
+  base_key: jax.Array,
+  trainable: Any = None,
+  keep_stats: Any = None,
+  plateau: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels.
+
+  `trainable`: see `loss_and_grads`. `keep_stats`: a pytree of bools like `state.rest` (None:
+  all update); True leaves keep their old value (frozen batch-norm statistics). `plateau`:
+  multiply the updates by the reduce-on-plateau scale (off: not even by 1, so a run without
+  plateau compiles to the same arithmetic as before stages existed).
+  """
+  loss, logits, new_rest, grads = loss_and_grads(
+    state, batch, graphdef=graphdef, loss_fn=loss_fn, config=config, base_key=base_key,
+    trainable=trainable,
+  )  # fmt: skip
+  if keep_stats is not None:
+    new_rest = jax.tree.map(lambda o, n, k: o if k else n, state.rest, new_rest, keep_stats)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  scale = state.plateau.scale
+  if plateau:
+    updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(
+    step=state.step + 1,
+    stage_step=state.stage_step + 1,
+    params=params,
+    rest=new_rest,
+    opt_state=opt_state,
+  )
+  step_metrics = {
+    "loss": loss,
+    "accuracy": batch_accuracy(logits, batch["label"]),
+    "grad_norm": optax.tree.norm(grads),
+    "lr": schedule(state.stage_step) * scale if plateau else schedule(state.stage_step),
+  }
+  return new_state, step_metrics
+
+
+def batch_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Top-1 accuracy; for multi-hot labels, the fraction of correct findings at logit 0."""
+  if labels.ndim == logits.ndim:
+    return jnp.mean((logits > 0) == (labels > 0.5))
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def bind_train_step(
+  config: ml_collections.ConfigDict,
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  schedule: optim.Schedule,
+  num_classes: int,
+  class_weights: np.ndarray | None = None,
+  trainable: Any = None,
+  keep_stats: Any = None,
+  plateau: bool = False,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+  """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
+  return functools.partial(
+    train_step,
+    graphdef=graphdef,
+    tx=tx,
+    loss_fn=losses.make_loss(config.loss, num_classes, class_weights),
+    schedule=schedule,
+    config=config,
+    base_key=jax.random.key(config.seed),
+    trainable=trainable,
+    keep_stats=keep_stats,
+    plateau=plateau,
+  )
+
+
+def predict_step(
+  state: Any,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  config: ml_collections.ConfigDict,
+) -> jax.Array:
+  """Class probabilities (softmax, or sigmoid for sigmoid losses) for a batch, eval mode."""
+  return probabilities(predict_logits(state, batch, graphdef=graphdef, config=config), config)
+
+
+def predict_logits(
+  state: Any,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  config: ml_collections.ConfigDict,
+) -> jax.Array:
+  """Float32 logits of a batch in eval mode; `state` has `params` and `rest`."""
+  images = model_inputs(augment.to_float(batch["image"]), config)
+  model = nnx.merge(graphdef, state.params, state.rest)
+  return model(images, train=False).astype(jnp.float32)
+
+
+def probabilities(logits: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  """Softmax, or sigmoid for sigmoid losses."""
+  if config.loss.name == "sigmoid_xent":
+    return jax.nn.sigmoid(logits)
+  return jax.nn.softmax(logits)
+
+
+def eval_step(
+  state: Any,
+  batch: dict[str, jax.Array],
+  *,
+  graphdef: nnx.GraphDef,
+  config: ml_collections.ConfigDict,
+  loss_fn: Callable[..., jax.Array],
+) -> dict[str, jax.Array]:
+  """Probabilities and per-example loss (the training objective) of a labelled batch."""
+  logits = predict_logits(state, batch, graphdef=graphdef, config=config)
+  return {"probs": probabilities(logits, config), "loss": loss_fn(logits, batch["label"])}
