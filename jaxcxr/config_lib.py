@@ -263,7 +263,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("num_classes", non_negative_int, "a non-negative integer (0: from the data)")
   require("total_steps", non_negative_int, "a non-negative integer (0: use num_epochs)")
   require("num_epochs", lambda v: 0 <= v < float("inf"), "a non-negative number")
-  if not config.total_steps and not config.num_epochs:
+  # A staged run's length is the sum of its stages' (each checked by jaxcxr.training.stages).
+  if not config.get("stages") and not config.total_steps and not config.num_epochs:
     raise ValueError("Set config.total_steps or config.num_epochs to a positive value.")
   require("optimizer.lr", lambda v: 0 < v < float("inf"), "a positive finite number")
   require("schedule.warmup_steps", non_negative_int, "a non-negative integer")

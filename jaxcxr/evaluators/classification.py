@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxcxr import metrics, sharding
 from jaxcxr.data import pipeline
-from jaxcxr.evaluators import EvalContext, register
+from jaxcxr.evaluators.base import EvalContext, register
 
 
 def predict_split(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.ndarray]:
