@@ -35,8 +35,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
+from jax import lax
 
 from jaxcxr.models import register
+from jaxcxr.models.depthwise import DepthwiseConvFn
 
 __all__ = [
   "B0_STAGES",
@@ -161,6 +163,8 @@ def _conv(
     "feature_group_count": in_ch if depthwise else 1,
     "use_bias": use_bias,
     "kernel_init": _DW_CONV_INIT if depthwise else _CONV_INIT,
+    # Same nnx.Conv parameters; only the forward of depthwise convs goes through depthwise.py.
+    "conv_general_dilated": DepthwiseConvFn() if depthwise else lax.conv_general_dilated,
     "dtype": dtype,
     "param_dtype": param_dtype,
     "rngs": rngs,

@@ -26,9 +26,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
+from jax import lax
 
 from jaxcxr.models import register
 from jaxcxr.models.base import Backbone
+from jaxcxr.models.depthwise import DepthwiseConvFn
 from jaxcxr.models.heads import ClassifierHead
 
 __all__ = ["InvertedResidual", "MobileNetV2", "make_divisible"]
@@ -80,6 +82,8 @@ def _conv(
     strides=(stride, stride),
     padding=((pad, pad), (pad, pad)),
     feature_group_count=groups,
+    # Same nnx.Conv parameters; only the forward of depthwise convs goes through depthwise.py.
+    conv_general_dilated=DepthwiseConvFn() if groups > 1 else lax.conv_general_dilated,
     use_bias=False,
     kernel_init=_CONV_INIT,
     dtype=dtype,
