@@ -9,7 +9,9 @@ forward (`jaxcxr.train.predict_step`) and the jitted train step (`jaxcxr.train.t
 one training runs, SGD + softmax cross-entropy, as `benchmarks/train_step.py`) on JAX's default
 device; then the same timm model in PyTorch on the CPU with `os.cpu_count()` threads: forward
 under `torch.inference_mode()` and a train step (SGD, momentum 0.9, cross-entropy). Both get
-random images, `--warmup` untimed steps (after JAX's compilation) and `--steps` timed ones.
+random images, `--warmup` untimed steps (after JAX's compilation) and `--steps` timed ones; the
+figure is the median step. `--depthwise_impl` sets `config.model.depthwise_impl` (see
+`benchmarks/depthwise.py` for xla vs slices side by side).
 
 Prints one JSON line per model, then a markdown table of images/s. A model is `jaxcxr_name` or
 `jaxcxr_name:timm_name` (the default timm names are in `TIMM_NAMES`; `:` alone skips PyTorch).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 
 # jaxcxr name -> timm name of the same architecture (its default for the PyTorch columns).
@@ -28,6 +31,7 @@ TIMM_NAMES = {
   "resnet50": "resnet50",
   "densenet121": "densenet121",
   "efficientnet_b0": "efficientnet_b0",
+  "efficientnet_lite0": "efficientnet_lite0",
   "tf_efficientnet_b0": "tf_efficientnet_b0",
   "vgg19_bn": "vgg19_bn",
   "mobilenet_v2": "mobilenetv2_100",
@@ -36,15 +40,17 @@ TIMM_NAMES = {
 
 
 def _images_per_s(run, batch_size: int, warmup: int, steps: int, sync) -> float:
-  """`run()` `warmup` times untimed, then `steps` timed; `sync` waits for the last result."""
+  """`run()` `warmup` times untimed, then `steps` times, each timed to `sync` of its result;
+  images/s of the median step (robust to other jobs sharing the CPU)."""
   for _ in range(warmup):
     out = run()
   sync(out)
-  t0 = time.perf_counter()
+  times = []
   for _ in range(steps):
-    out = run()
-  sync(out)
-  return batch_size * steps / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    sync(run())
+    times.append(time.perf_counter() - t0)
+  return batch_size / statistics.median(times)
 
 
 def bench_jax(name: str, size: int, a: argparse.Namespace) -> dict:
@@ -56,6 +62,7 @@ def bench_jax(name: str, size: int, a: argparse.Namespace) -> dict:
 
   c = config_lib.base_config()
   c.model_name, c.dtype = name, a.dtype
+  c.model.depthwise_impl = getattr(a, "depthwise_impl", "auto")
   c.input.image_size, c.input.batch_size = size, a.batch_size
   c.optimizer.name, c.optimizer.lr = "sgd", 0.01
   state, batch, step, forward = common.jitted_steps(c, a.num_classes)
@@ -153,7 +160,10 @@ def main():
   p.add_argument("--num_classes", type=int, default=14)
   p.add_argument("--dtype", default="float32", help="JAX computation dtype")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
-  p.add_argument("--steps", type=int, default=3, help="timed steps")
+  p.add_argument("--steps", type=int, default=3, help="timed steps (the median is reported)")
+  p.add_argument(
+    "--depthwise_impl", default="auto", help="depthwise convs: auto (slices on CPU), slices, xla"
+  )
   a = p.parse_args()
 
   from jaxcxr import models

@@ -62,6 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.in_chans = 3
   c.model.drop_rate = 0.0
+  # Depthwise convs (EfficientNet, MobileNetV2): 'auto' (shifted slices on CPU, XLA's convolution
+  # on GPU/TPU), 'slices' or 'xla'; see jaxcxr/models/depthwise.py.
+  c.model.depthwise_impl = "auto"
   # Pretrained initialisation: a registered name (`resnet50.tv_in1k`; `python -m jaxcxr.models`
   # lists them), a local checkpoint file, or a `jaxcxr.weights.convert_checkpoint` directory.
   c.model_init = ""

@@ -15,6 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
+from jax import lax
+
+from jaxcxr.models.depthwise import DepthwiseConvFn
 
 # torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu'): an untruncated normal with
 # variance 2 / (out_channels * kh * kw). JAX's fan_out for an HWIO kernel is the same product.
@@ -27,6 +30,16 @@ IntPair = int | tuple[int, int]
 
 def pair(v: IntPair) -> tuple[int, int]:
   return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def conv_fn(groups: int) -> Callable[..., jax.Array]:
+  """The convolution function of an `nnx.Conv` with `groups` feature groups.
+
+  Grouped (depthwise) convolutions go through `jaxcxr.models.depthwise` (shifted slices on the CPU
+  backend, XLA's convolution elsewhere; it passes any call it does not handle on to lax), others
+  through `lax.conv_general_dilated`. The parameters are the same either way.
+  """
+  return DepthwiseConvFn() if groups > 1 else lax.conv_general_dilated
 
 
 def conv(
@@ -57,6 +70,7 @@ def conv(
     strides=(stride, stride),
     padding=((ph, ph), (pw, pw)),
     feature_group_count=groups,
+    conv_general_dilated=conv_fn(groups),
     use_bias=bias,
     kernel_init=kernel_init,
     dtype=dtype,

@@ -19,6 +19,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
+from jaxcxr.models import depthwise
 from jaxcxr.models.param_counts import NUM_PARAMS
 
 __all__ = [
@@ -117,6 +118,7 @@ def create(
   dtype: Dtype = jnp.float32,
   param_dtype: Dtype = jnp.float32,
   pretrained: bool | str = False,
+  depthwise_impl: str = "auto",
   **kwargs: Any,
 ) -> nnx.Module:
   """Builds a registered model, optionally with pretrained weights.
@@ -133,6 +135,10 @@ def create(
           a full ``arch.tag`` or a local checkpoint file. The classifier stays as initialised
           when ``num_classes`` differs from the checkpoint's; the first conv is adapted to
           ``in_chans``; any other mismatch is an error.
+      depthwise_impl: how depthwise convolutions compute (EfficientNet, MobileNetV2):
+          ``'auto'`` (shifted slices on the CPU backend, XLA's convolution elsewhere),
+          ``'slices'`` or ``'xla'``; see :mod:`jaxcxr.models.depthwise`. The parameters are
+          the same either way.
       **kwargs: family-specific options (e.g. ``drop_rate``, ``zero_init_residual``).
 
   Returns:
@@ -153,6 +159,7 @@ def create(
     param_dtype=param_dtype,
     **kwargs,
   )
+  depthwise.set_impl(model, depthwise_impl)
   if pretrained:
     from jaxcxr.weights import pretrained as weights  # pylint: disable=g-import-not-at-top
 
