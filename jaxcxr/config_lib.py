@@ -146,6 +146,15 @@ def base_config() -> ml_collections.ConfigDict:
   # Evaluator plug-ins (jaxcxr.evaluators) run during training: {name: {type, split, every_steps,
   # ...}}. Empty: one 'classification' evaluator named 'val' on val_split every eval_every_steps.
   c.evals = ml_collections.ConfigDict()
+  # The final reports (eval/<split>.json): 95% patient-level bootstrap intervals beside every
+  # metric (jaxcxr.intervals; `bootstrap` resamples, 0: none; images without a patient id are
+  # their own clusters) and a calibration block (ECE with `calibration_bins` equal-width bins,
+  # Brier, NLL; jaxcxr.calibration).
+  c.report = ml_collections.ConfigDict()
+  c.report.bootstrap = 2000
+  c.report.bootstrap_method = "bca"  # 'bca' or 'percentile'
+  c.report.bootstrap_seed = 0
+  c.report.calibration_bins = 15  # 0: no calibration block.
   return c
 
 

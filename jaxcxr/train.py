@@ -610,7 +610,8 @@ def final_reports(
   per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`)."""
   results = {}
   for split in splits:
-    ev = evaluators.create(split, ml_collections.ConfigDict({"split": split}), ctx)
+    cfg = ml_collections.ConfigDict({"split": split, **ctx.config.report.to_dict()})
+    ev = evaluators.create(split, cfg, ctx)
     results[split] = {**ev.run(state), "selected": selected}
     hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
     if jax.process_index() == 0:
@@ -637,10 +638,16 @@ def _progress_bar(start: int, total: int, enabled: bool):
 
 
 def format_eval(split: str, r: dict[str, Any]) -> str:
-  fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+  """One line per split: the headline metrics, each with its 95% interval when there is one."""
+
+  def fmt(key: str) -> str:
+    v, ci = r.get(key), r.get(f"{key}_ci95")
+    text = "n/a" if v is None else f"{v:.4f}"
+    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
   return (
-    f"[{split}] n={r['num_examples']} accuracy={fmt(r['accuracy'])} "
-    f"auroc_macro={fmt(r['auroc_macro'])} top2_accuracy={fmt(r['top2_accuracy'])}"
+    f"[{split}] n={r['num_examples']} accuracy={fmt('accuracy')} "
+    f"auroc_macro={fmt('auroc_macro')} top2_accuracy={fmt('top2_accuracy')}"
     + (f" loss={r['loss']:.4f}" if "loss" in r else "")
   )
 

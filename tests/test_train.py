@@ -42,6 +42,12 @@ def test_train_and_evaluate_writes_reports_logs_and_checkpoints(tfds_dir, tmp_pa
     assert report["num_examples"] == 8  # Every example exactly once, padding removed.
     assert report["class_names"] == ["normal", "pneumonia", "covid19"]
     assert np.sum(report["confusion_matrix"]) == 8
+    # config.report: patient-bootstrap intervals around the point values, and calibration.
+    lo, hi = report["accuracy_ci95"]
+    assert lo <= report["accuracy"] <= hi
+    assert report["bootstrap"]["n_resamples"] == 2000 and report["bootstrap"]["n_images"] == 8
+    ece = report["calibration"]["ece"]
+    assert 0 <= ece["ece"] <= 1 and "15 bins" in ece["binning"]
   history = [json.loads(line) for line in open(tmp_path / "eval" / "history.jsonl")]
   assert [h["step"] for h in history] == [3, 6]
   assert json.load(open(tmp_path / "config.json"))["model_name"] == "resnet_tiny"

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxcxr import metrics, sharding
+from jaxcxr import calibration, intervals, metrics, sharding
 from jaxcxr.data import pipeline
 from jaxcxr.evaluators.base import EvalContext, register
 
@@ -61,7 +61,13 @@ def predict_split(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.nda
 
 @register("classification")
 class Classification:
-  """Metrics of `jaxcxr.metrics.classification_metrics` plus the mean loss on `cfg.split`."""
+  """Metrics of `jaxcxr.metrics.classification_metrics` plus the mean loss on `cfg.split`.
+
+  Optional `cfg` keys: `bootstrap` (patient-bootstrap resamples for 95% intervals beside every
+  metric, `jaxcxr.intervals`; 0: none), `bootstrap_method`, `bootstrap_seed`, and
+  `calibration_bins` (a `calibration` block: ECE, Brier, NLL; 0: none). The final reports take
+  them from `config.report`; periodic evaluations during training skip them unless set.
+  """
 
   def __init__(self, name: str, cfg: ml_collections.ConfigDict, ctx: EvalContext):
     self.name, self.cfg, self.ctx = name, cfg, ctx
@@ -73,9 +79,24 @@ class Classification:
     split = split or self.split
     source = self.ctx.data.split(split)
     self.last = predict_split(self.ctx, state, source)
-    result = metrics.classification_metrics(
-      self.last["label"], self.last["probs"], self.ctx.class_names
-    )
+    labels, probs = self.last["label"], self.last["probs"]
+    n_boot = int(self.cfg.get("bootstrap", 0))
+    if n_boot:
+      # Patient-level intervals beside every metric; same point values as below.
+      result = intervals.metrics_with_intervals(
+        labels,
+        probs,
+        self.last.get("patient"),
+        self.ctx.class_names,
+        n_resamples=n_boot,
+        seed=int(self.cfg.get("bootstrap_seed", 0)),
+        method=self.cfg.get("bootstrap_method", "bca"),
+      )
+    else:
+      result = metrics.classification_metrics(labels, probs, self.ctx.class_names)
+    bins = int(self.cfg.get("calibration_bins", 0))
+    if bins:
+      result["calibration"] = calibration.calibration_report(labels, probs, n_bins=bins)
     if result["num_examples"] != len(source):
       raise RuntimeError(
         f"Evaluated {result['num_examples']} examples but the split {split!r} has {len(source)}."
