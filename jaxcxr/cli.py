@@ -199,10 +199,11 @@ class QuietStartupLogs(std_logging.Filter):
 
 
 def quiet_logs() -> None:
-  """Quiets TensorFlow's C++ INFO banners (oneDNN, CPU instructions) and `QuietStartupLogs`.
+  """Quiets TensorFlow's C++ INFO lines and installs `QuietStartupLogs` on absl's handler.
 
   `TF_CPP_MIN_LOG_LEVEL=1` keeps TF's warnings and errors; it is only a default (a value the user
-  set wins) and takes effect because TFDS imports TensorFlow lazily, after this runs.
+  set wins) and takes effect because TFDS imports TensorFlow lazily, after this runs. TF 2.21's
+  `oneDNN custom operations are on` line is printed before its log level is read and stays.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   # Records of all loggers (jax, apache_beam, absl) reach absl's handler on the root logger.
