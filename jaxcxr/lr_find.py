@@ -21,10 +21,10 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxcxr import sharding, train
+from jaxcxr import cli, sharding, train
 from jaxcxr.data import pipeline
 
 
@@ -153,4 +153,4 @@ def main(argv):
 if __name__ == "__main__":
   define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main, config_help=True)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import app, flags, logging
+from absl import flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
@@ -514,7 +514,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   repl = sharding.replicated(mesh)
   writer = _summary_writer(workdir) if is_main else None
   halt_at = start_step + config.halt_after_steps if config.halt_after_steps else None
-  progress = _progress_bar(start_step, s.total_steps, config.progress_bar and is_main)
+  # The progress bar starts after the first (compiling) step, so its rate and ETA exclude
+  # compilation.
+  progress = None
   meta = {
     "config_model": config.model_name,
     "data": config.input.data,
@@ -556,15 +558,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     loop = hooks_lib.Loop(
       state=state, stage=st, step=int(state.step), writer=writer, progress=progress
     )
+    compiled = False
     while not loop.stage_over and not loop.halt:
       batch = sharding.shard_batch(next(train_iter), mesh)
-      loop.state, loop.step_metrics = jit_train(loop.state, batch)
+      if compiled:
+        loop.state, loop.step_metrics = jit_train(loop.state, batch)
+      else:
+        # The stage's first step compiles its program: say so and time it (tens of seconds).
+        with cli.phase(f"compiling and running the first train step of stage {st.index}"):
+          loop.state, loop.step_metrics = jit_train(loop.state, batch)
+          jax.block_until_ready(loop.step_metrics)
+        compiled = True
       loop.step += 1
       loop.stage_over = loop.stage_step >= st.total_steps
       for hook in hooks:
         hook.after_step(loop)
       if progress:
         progress.update(1)
+      elif config.progress_bar and is_main:
+        progress = loop.progress = _progress_bar(loop.step, s.total_steps, True)
     state = loop.state
     if loop.halt and not (loop.stage_over and st.index == len(stages) - 1):
       halted = True
@@ -674,4 +686,4 @@ def main(argv):
 if __name__ == "__main__":
   define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main, config_help=True)

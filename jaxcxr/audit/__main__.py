@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxcxr import cli
 from jaxcxr.audit.records import (
   Record,
   manual_dir_for,
@@ -90,4 +91,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main, config_help=True)

@@ -11,14 +11,18 @@ label features are.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+import io
 import json
 import os
 from typing import Any
 
 import tensorflow_datasets as tfds
 from absl import logging
+
+from jaxcxr import cli
 
 
 def _import_builder_module(name: str) -> None:
@@ -65,11 +69,15 @@ def prepare(
   if is_prepared(builder):
     check_source(builder, manual_dir)
     return builder
-  logging.info("Preparing %s into %s", builder.info.full_name, builder.data_dir)
-  builder.download_and_prepare(
-    file_format="array_record",
-    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
-  )
+  # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... Subsequent calls
+  # will reuse this data." to stdout: sizes are unknown for generated and manual-dir data, and the
+  # phase's two log lines say the same with the time it took. Its progress bars (stderr) stay.
+  with cli.phase(f"preparing dataset {builder.info.full_name} into {builder.data_dir}"):
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+      )
   record_source(builder, manual_dir)
   return builder
 

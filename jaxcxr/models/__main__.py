@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from jaxcxr import models
+from jaxcxr import cli, models
 from jaxcxr.weights import pretrained
 
 
@@ -89,4 +89,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
+from jaxcxr import cli
 from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 from jaxcxr.models import depthwise
 from jaxcxr.models.param_counts import NUM_PARAMS
@@ -151,14 +152,16 @@ def create(
   if rngs is None:
     rngs = nnx.Rngs(0)
 
-  model = fn(
-    num_classes=num_classes,
-    in_chans=in_chans,
-    rngs=rngs,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    **kwargs,
-  )
+  # Flax NNX initialises eagerly, one op at a time: seconds even for a tiny model on a CPU.
+  with cli.phase(f"building {name}"):
+    model = fn(
+      num_classes=num_classes,
+      in_chans=in_chans,
+      rngs=rngs,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      **kwargs,
+    )
   depthwise.set_impl(model, depthwise_impl)
   if pretrained:
     from jaxcxr.weights import pretrained as weights  # pylint: disable=g-import-not-at-top

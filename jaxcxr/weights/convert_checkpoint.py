@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import nnx
 
-from jaxcxr import models
+from jaxcxr import cli, models
 from jaxcxr.weights import pretrained
 
 
@@ -105,4 +105,4 @@ def _app_main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(_app_main)
+  cli.run(_app_main)
