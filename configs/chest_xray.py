@@ -24,13 +24,9 @@ from jaxcxr import config_lib
 def get_config(arg: str = ""):
   args, _ = common.parse_arg(arg, "configs/chest_xray.py", words=("3class", "tiny"))
   c = config_lib.base_config()
-  c.input.data = "chest_xray_pneumonia/" + ("3class" if "3class" in args else "2class")
+  common.kermany_splits(c, "3class" if "3class" in args else "2class")
   c.input.image_size = 128
   c.input.batch_size = 32
-  c.input.splits.method = "fractions"
-  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
-  c.input.splits.keep = ("test",)
-  c.input.splits.fractions = (0.9, 0.1, 0.0)
   c.model_name = "resnet18"
   c.model.in_chans = 1
   c.num_epochs = 10.0

@@ -71,6 +71,17 @@ def tiny_stages(c: ml_collections.ConfigDict, model_name: str, lengths: tuple[in
   )
 
 
+def kermany_splits(c: ml_collections.ConfigDict, config_name: str = "2class") -> None:
+  """Kermany's pediatric set the honest way: its official test split kept, train + val re-split
+  90/10 by patient (near-duplicates of different ids kept together), and the training images of
+  patients the official split also puts in test left out."""
+  c.input.data = f"chest_xray_pneumonia/{config_name}"
+  c.input.splits.method = "fractions"
+  c.input.splits.group_duplicates = True  # Copies under other patient ids stay together.
+  c.input.splits.keep = ("test",)
+  c.input.splits.fractions = (0.9, 0.1, 0.0)
+
+
 def fastai_augment(c: ml_collections.ConfigDict) -> None:
   """fastai's `aug_transforms()` defaults, as used by the fastai-based studies."""
   c.augment.flip = 0.5

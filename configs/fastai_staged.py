@@ -19,11 +19,7 @@ stage = config_lib.stage
 
 def get_config(arg: str = ""):
   c = config_lib.base_config()
-  c.input.data = "chest_xray_pneumonia/2class"
-  c.input.splits.method = "fractions"
-  c.input.splits.group_duplicates = True
-  c.input.splits.keep = ("test",)
-  c.input.splits.fractions = (0.9, 0.1, 0.0)
+  common.kermany_splits(c, "2class")
   c.input.image_size, c.input.batch_size = 224, 32
   c.model_name, c.model_init = "resnet50", "resnet50.tv_in1k"
   c.optimizer.name, c.optimizer.b2 = "adamw", 0.99

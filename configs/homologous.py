@@ -22,11 +22,7 @@ stage = config_lib.stage
 
 def get_config(arg: str = ""):
   c = config_lib.base_config()
-  c.input.data = "chest_xray_pneumonia/3class"
-  c.input.splits.method = "fractions"
-  c.input.splits.group_duplicates = True
-  c.input.splits.keep = ("test",)
-  c.input.splits.fractions = (0.9, 0.1, 0.0)
+  common.kermany_splits(c, "3class")
   c.input.image_size, c.input.batch_size = 128, 32
   c.model_name, c.model.in_chans = "resnet18", 1
   c.model_init = ""  # Set to the source run's workdir.
