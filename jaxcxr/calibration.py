@@ -60,6 +60,12 @@ def _check(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarra
     raise ValueError(f"probs must be (num_examples={labels.shape[0]}, C); got {probs.shape}.")
   if _is_multilabel(labels) and labels.shape != probs.shape:
     raise ValueError(f"multi-hot labels {labels.shape} and probs {probs.shape} must match.")
+  if not _is_multilabel(labels) and probs.size:
+    # float32 softmax rows sum to 1 only to ~1e-7 and sklearn checks at float64 precision:
+    # such rows are renormalised in float64 (anything else, e.g. logits, is left as it is).
+    sums = probs.sum(axis=1, keepdims=True)
+    if np.all(probs >= 0) and np.allclose(sums, 1.0, atol=1e-4):
+      probs = probs / sums
   return labels, probs
 
 
