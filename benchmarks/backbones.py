@@ -142,14 +142,12 @@ def markdown(results: list[dict]) -> str:
     ("torch CPU train img/s", "torch_train_ips"),
     ("JAX compile s (fwd / train)", "compile"),
   ]
-  lines = [
-    "| " + " | ".join(c for c, _ in cols) + " |",
-    "|" + "---|" * len(cols),
+  import common  # benchmarks/common.py
+
+  rows = [
+    {**r, "compile": f"{r['jax_forward_compile_s']} / {r['jax_train_compile_s']}"} for r in results
   ]
-  for r in results:
-    r = {**r, "compile": f"{r['jax_forward_compile_s']} / {r['jax_train_compile_s']}"}
-    lines.append("| " + " | ".join(str(r.get(k, "-")) for _, k in cols) + " |")
-  return "\n".join(lines)
+  return common.markdown_table(cols, rows)
 
 
 def main():

@@ -1,5 +1,6 @@
 """Setup shared by the benchmark scripts: a replicated train state, a fixed random batch sharded
-over all devices, and jaxcxr's own jitted train step and eval forward (no input pipeline)."""
+over all devices, and jaxcxr's own jitted train step and eval forward (no input pipeline); the
+markdown table their rows go into (BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,14 @@ def jitted_steps(c: ml_collections.ConfigDict, num_classes: int):
   step = jax.jit(train.bind_train_step(c, graphdef, tx, schedule, num_classes), donate_argnums=0)
   forward = jax.jit(functools.partial(train.predict_step, graphdef=graphdef, config=c))
   return state, batch, step, forward
+
+
+def markdown_table(cols: list[tuple[str, str]], rows: list[dict], header_suffix: str = "") -> str:
+  """A markdown table: `cols` are (heading, row key) pairs; missing values print as '-'."""
+  lines = [
+    "| " + " | ".join(c for c, _ in cols) + " |" + header_suffix,
+    "|" + "---|" * len(cols),
+  ]
+  for r in rows:
+    lines.append("| " + " | ".join(str(r.get(k, "-")) for _, k in cols) + " |")
+  return "\n".join(lines)

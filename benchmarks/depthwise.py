@@ -116,10 +116,9 @@ def model_table(rows: list[dict]) -> str:
     ("slices / torch (fwd, train)", "ratio"),
     ("compile s train (xla / slices)", "compile"),
   ]
-  lines = [
-    "| " + " | ".join(c for c, _ in cols) + " | (images/s)",
-    "|" + "---|" * len(cols),
-  ]
+  import common  # benchmarks/common.py
+
+  table = []
   for r in rows:
     r = dict(r)
     if "torch_train_ips" in r:
@@ -128,8 +127,8 @@ def model_table(rows: list[dict]) -> str:
         f"{r['slices_train_ips'] / r['torch_train_ips']:.2f}"
       )
     r["compile"] = f"{r['xla_train_compile_s']} / {r['slices_train_compile_s']}"
-    lines.append("| " + " | ".join(str(r.get(k, "-")) for _, k in cols) + " |")
-  return "\n".join(lines)
+    table.append(r)
+  return common.markdown_table(cols, table, header_suffix=" (images/s)")
 
 
 def main():
