@@ -1,9 +1,10 @@
 """Flag conventions every jaxcxr tool's entry shares (absl): multi-host flags and quiet logs.
 
-Each tool (`jaxcxr.train`, `jaxcxr.evaluate`, `jaxcxr.audit`, `jaxcxr.models`,
-`jaxcxr.weights.convert_checkpoint`) defines its flags in a `define_flags()` called only when it
-runs as a program, so that importing a module never defines flags; tools that run on several
-hosts add `define_multihost_flags()` and call `init_multihost()` first thing in `main`.
+Each tool (`jaxcxr.train`, `jaxcxr.evaluate`, `jaxcxr.predict`, `jaxcxr.export`,
+`jaxcxr.markers`, `jaxcxr.audit`, `jaxcxr.models`, `jaxcxr.weights.convert_checkpoint`) defines
+its flags in a `define_flags()` called only when it runs as a program, so that importing a
+module never defines flags; tools that run on several hosts add `define_multihost_flags()` and
+call `init_multihost()` first thing in `main`.
 
 Each tool starts with `cli.run(main)` instead of `absl.app.run(main)`: it quiets third-party
 start-up noise (`quiet_logs`), appends the overridable config keys to `--help`

@@ -1,13 +1,16 @@
 r"""Evaluate a trained run: restore a checkpoint of a workdir and write the metric reports.
 
-    python -m jaxcxr.evaluate --config configs/chest_xray.py --workdir W --splits test
+    python -m jaxcxr.evaluate --workdir W --splits test
     python -m jaxcxr.evaluate --config configs/chest_xray.py --workdir W --step 100 --splits val
+    python -m jaxcxr.evaluate --workdir W --step best --splits test
 
-Uses the same config as training (with the same overrides), restores the latest checkpoint (or
-`--step`) against an abstract train state (`nnx.eval_shape`: no optimizer state is allocated and
-no pretrained weights are downloaded), and writes `WORKDIR/eval/<split>.json` (or
-`<split>@<step>.json` for an older step) with the keys of `jaxcxr.metrics.classification_metrics`,
-its `loss` and `selected`, and the per-example predictions beside it.
+Uses the config training saved in the workdir (or `--config`, with the same overrides), restores
+the latest checkpoint (or `--step`: a number, or `best`) with `jaxcxr.inference` (an abstract
+model, `nnx.eval_shape`; only parameters and statistics are read, no optimizer state is allocated
+and no pretrained weights are downloaded), and writes `WORKDIR/eval/<split>.json` (or
+`<split>@<step>.json` for an older step, `<split>@best.json`) with the keys of
+`jaxcxr.metrics.classification_metrics`, its `loss` and `selected`, and the per-example
+predictions beside it.
 """
 
 from __future__ import annotations
@@ -21,33 +24,34 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from jaxcxr import checkpoint as ckpt_lib
-from jaxcxr import cli, evaluators, losses, train
+from jaxcxr import cli, evaluators, inference, losses, sharding, train
 
 
 def evaluate(
-  config: ml_collections.ConfigDict,
+  config: ml_collections.ConfigDict | None,
   workdir: str,
   splits: tuple[str, ...] | None = None,
-  step: int | None = None,
+  step: int | str | None = None,
 ) -> dict[str, Any]:
-  """Restores checkpoint `step` (default: latest) of `workdir` and evaluates `splits`.
+  """Restores checkpoint `step` (default: latest; `best`) of `workdir` and evaluates `splits`.
+
+  `config`: None reads the one training saved in the workdir.
 
   Returns:
     `{split: metrics}`; also written by process 0 under `workdir/eval/`.
   """
   workdir = os.path.abspath(workdir)
+  config = config if config is not None else inference.load_run_config(workdir)
   s = train.setup(config, restoring=True)  # No pretrained download: the checkpoint has it all.
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-  latest = checkpointer.latest_step()
-  if latest is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
-  step = latest if step is None else step
-  st = s.stages[int(checkpointer.restore_meta(step).get("stage", 0))]
-  # An abstract target (nnx.eval_shape / jax.eval_shape): nothing is initialised or downloaded.
-  tx = st.make_tx(st.schedule_fn(s.steps_per_epoch))
-  state = checkpointer.restore_state(step, train.abstract_stage_state(s.state, st, tx, s.mesh))
-  checkpointer.close()
+  select, step = inference.resolve_step(workdir, step)
+  # Against the abstract model of the setup: only parameters and statistics are read.
+  state = inference.restore_state(
+    workdir,
+    select,
+    step,
+    inference.ModelState(params=s.state.params, rest=s.state.rest),
+    sharding.replicated(s.mesh),
+  )
   loss_fn = losses.make_loss(config.loss, len(s.class_names), s.class_weights)
   ctx = evaluators.EvalContext(
     config=config, mesh=s.mesh, data=s.data, class_names=s.class_names, graphdef=s.graphdef,
@@ -56,14 +60,12 @@ def evaluate(
     ),
   )  # fmt: skip
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  selected = {"select": "last" if step == latest else "step", "step": int(step)}
+  selected = {"select": "last" if select == "latest" else select, "step": int(step)}
+  if select == "best":
+    selected["monitor"] = config.best_monitor
+  suffix = {"latest": "", "best": "@best"}.get(select, f"@{step}")
   return train.final_reports(
-    ctx,
-    state,
-    tuple(splits or config.eval_splits),
-    workdir,
-    selected,
-    suffix="" if step == latest else f"@{step}",
+    ctx, state, tuple(splits or config.eval_splits), workdir, selected, suffix=suffix
   )
 
 
@@ -72,10 +74,13 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Command-line flags, defined only when run as a program (so modules import freely)."""
-  config_flags.DEFINE_config_file("config", None, "The training config.", lock_config=True)
+  config_flags.DEFINE_config_file(
+    "config", None, "The training config (default: the one saved in the workdir).",
+    lock_config=True,
+  )  # fmt: skip
   flags.DEFINE_string("workdir", None, "The training run's workdir.")
   flags.DEFINE_list("splits", None, "Splits to evaluate (default: config.eval_splits).")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_string("step", None, "Checkpoint step, 'latest' (default) or 'best'.")
   cli.define_multihost_flags()
 
 
@@ -88,5 +93,5 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
   cli.run(main, config_help=True)

@@ -59,3 +59,25 @@ def set_keys(c, **overrides):
       node = node[p]
     node[leaf] = value
   return c
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tfds_dir, tmp_path_factory) -> str:
+  """One trained tiny quick-start run per session (6 steps, 32 px), for the tools that read a
+  run's workdir (predict, export, markers). Its test split is written out as PNG files under
+  `WORKDIR/test_pngs/<index>.png` (lossless: the pixels the eval pipeline decoded)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr import inference, train  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import splits  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path_factory.mktemp("tiny_run")
+  c = tiny_config(tfds_dir, eval_every_steps=3, best_monitor="val_loss")
+  train.train_and_evaluate(c, str(workdir))
+  test = splits.load(inference.load_run_config(str(workdir)).input).split("test")
+  (workdir / "test_pngs").mkdir()
+  for i in range(len(test)):
+    img = np.asarray(test[i]["image"])
+    Image.fromarray(img[..., 0] if img.ndim == 3 else img).save(workdir / "test_pngs" / f"{i}.png")
+  return str(workdir)
