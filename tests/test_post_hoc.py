@@ -1,4 +1,4 @@
-"""Temperature and thresholds fitted on validation at the end of training, saved, applied to test."""
+"""Temperature and thresholds fitted on validation at the end of training, applied to test."""
 
 import json
 import os
@@ -63,7 +63,9 @@ def test_fitted_on_val_saved_and_applied_to_test(run):
 
 def test_shuffled_test_labels_leave_temperature_and_thresholds_unchanged(run, monkeypatch):
   c, workdir = run
-  before = {n: (workdir / "calibration" / n).read_text() for n in os.listdir(workdir / "calibration")}
+  before = {
+    n: (workdir / "calibration" / n).read_text() for n in os.listdir(workdir / "calibration")
+  }
   test_before = _json(workdir / "eval" / "test.json")
   real = classification.predict_split
 
@@ -77,7 +79,9 @@ def test_shuffled_test_labels_leave_temperature_and_thresholds_unchanged(run, mo
   monkeypatch.setattr(classification, "predict_split", shuffled_test_labels)
   # Restores the run and re-runs its final reports end to end (fit on val, apply to test).
   evaluate.evaluate(c, str(workdir))
-  after = {n: (workdir / "calibration" / n).read_text() for n in os.listdir(workdir / "calibration")}
+  after = {
+    n: (workdir / "calibration" / n).read_text() for n in os.listdir(workdir / "calibration")
+  }
   assert after == before
   test_after = _json(workdir / "eval" / "test.json")
   # The test figures did see the new labels (so the test can tell a leak from a no-op).
