@@ -161,6 +161,8 @@ def base_config() -> ml_collections.ConfigDict:
   # (e.g. 'youden,covid19>=0.95'; '': none).
   c.report.temperature_scaling = True
   c.report.operating_point = "youden"
+  # WORKDIR/report.html with PNG figures after the final reports (jaxcxr.report; seconds).
+  c.report.html = True
   return c
 
 
@@ -291,10 +293,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")
-  if not isinstance(config.report.temperature_scaling, bool):
-    raise ValueError(
-      f"config.report.temperature_scaling={config.report.temperature_scaling!r}: expected a bool."
-    )
+  for key in ("temperature_scaling", "html"):
+    if not isinstance(config.report[key], bool):
+      raise ValueError(f"config.report.{key}={config.report[key]!r}: expected a bool.")
   from jaxcxr import post_hoc  # pylint: disable=g-import-not-at-top
 
   post_hoc.parse_operating_point(config.report.operating_point)  # Its syntax; classes at setup.

@@ -434,6 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     best.close()
   if writer:
     writer.close()
+  if results and is_main and config.report.html:
+    _html_report(workdir)
   workdir_lock.release(workdir)
   return results
 
@@ -468,6 +470,19 @@ def final_reports(
       state_note = f" state={selected['select']}@{selected['step']}"
       print(format_eval(split, results[split]) + state_note, flush=True)
   return results
+
+
+def _html_report(workdir: str) -> None:
+  """WORKDIR/report.html (jaxcxr.report). Its failure is logged, not raised: the reports it is
+  made from are written, and `python -m jaxcxr.report --workdir W` rebuilds it."""
+  from jaxcxr import report  # pylint: disable=g-import-not-at-top
+
+  try:
+    with cli.phase("writing the run report"):
+      print(f"Run report: {report.build(workdir)}", flush=True)
+  except Exception as e:  # noqa: BLE001
+    logging.exception("The run report failed (%s); rebuild: python -m jaxcxr.report --workdir %s",
+                      e, workdir)  # fmt: skip
 
 
 def _summary_writer(workdir: str):
