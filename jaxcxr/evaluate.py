@@ -141,21 +141,30 @@ def _restore_model(config: ml_collections.ConfigDict, workdir: str, num_classes:
 
 
 def _undefined_notes(result: dict[str, Any], class_names: list[str]) -> dict[str, str]:
-  """What is undefined on a set that lacks some of the run's classes, and why."""
-  support = {n: result["per_class"][n]["support"] for n in class_names}
-  absent = [n for n, k in support.items() if k == 0]
+  """What is undefined on a set that lacks some of the run's classes (or has only one), and why."""
+  n = result["num_examples"]
+  support = {c: result["per_class"][c]["support"] for c in class_names}
+  absent = [c for c, k in support.items() if k == 0]
+  only = [c for c, k in support.items() if k == n]
   notes = {}
+  if absent or only:
+    notes["auroc, average_precision, auroc_macro"] = (
+      f"undefined: a one-vs-rest AUROC or AP needs positives and negatives of its class; "
+      f"{absent or 'none'} have no positives here"
+      + (f" and {only} no negatives" if only else "")
+      + " (the macro mean needs every class)"
+    )
   if absent:
-    notes["auroc, average_precision (every class), auroc_macro"] = (
-      f"undefined: the set has no images of {absent}, and a one-vs-rest AUROC or AP needs both "
-      "positives and negatives of its class; the macro mean needs every class"
+    notes[f"sensitivity (recall) of {absent}"] = "undefined: no positives of these classes"
+    notes[f"precision and f1 of {absent}"] = (
+      "0 by construction (no true positive is possible; scikit-learn's zero_division=0 when "
+      "nothing is predicted as them): uninformative, read their specificity instead"
     )
-    notes[f"sensitivity/recall of {absent}"] = "undefined: no positives of these classes"
-    notes[f"precision/f1 of {absent}"] = (
-      "reported as 0 by scikit-learn's zero_division=0 when nothing is predicted, and the "
-      "fraction predicted wrongly as these classes otherwise: read them as false-positive rates"
+    notes[f"specificity of {absent}"] = (
+      "defined: every image is a negative of them (1 - the rate at which images are called them)"
     )
-    notes["specificity of every class"] = "defined: every image is a negative of absent classes"
+  if only:
+    notes[f"specificity of {only}"] = "undefined: every image is a positive of this class"
   return notes
 
 

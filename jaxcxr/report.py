@@ -219,7 +219,7 @@ body { font-family: sans-serif; max-width: 1250px; margin: 1em auto; color: #222
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }
+img { max-width: 49%; vertical-align: top; border: 1px solid #ddd; margin: 4px 0; }
 .note { color: #555; font-size: 13px; } pre { background: #f7f7f7; padding: 8px; overflow: auto; }
 """
 
@@ -234,6 +234,10 @@ def _fmt(v: Any, ci: Any = None) -> str:
   if ci:
     text += f" <span class=note>[{ci[0]:.3f}, {ci[1]:.3f}]</span>"
   return text
+
+
+def _fmt_ci(ci: Any) -> str:
+  return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -273,7 +277,7 @@ def _per_class_table(r: dict[str, Any]) -> str:
         _fmt(m.get(k), m.get(f"{k}_ci95"))
         for k in ("auroc", "average_precision", "sensitivity", "specificity", "precision", "f1")
       ]
-      + [_fmt(None, m.get("auroc_delong_ci95")) if m.get("auroc_delong_ci95") else "n/a"]
+      + [_fmt_ci(m.get("auroc_delong_ci95"))]
     )
   header = ["class", "support", "AUROC", "AP", "sensitivity", "specificity", "precision", "F1",
             "AUROC DeLong 95%"]  # fmt: skip
@@ -298,6 +302,11 @@ def _operating_points_table(r: dict[str, Any]) -> str:
     f"<p class=note>Thresholds chosen on <b>{html.escape(ops['fitted_on'])}</b>, applied to "
     f"{html.escape(ops.get('scores', 'probabilities'))}; one-vs-rest.</p>" + _table(header, rows)
   )
+
+
+def _external_title(e: dict[str, str]) -> str:
+  """`external: data:split (out folder)`: two evaluations of one set differ by their folder."""
+  return f"external: {e['data']}:{e['split']} ({os.path.basename(e['out'].rstrip('/'))})"
 
 
 def _img(rel: str | None, alt: str) -> str:
@@ -387,7 +396,7 @@ def build(workdir: str) -> str:
   parts.append("<h2>Metrics (95% patient-bootstrap intervals)</h2>")
   table_reports = dict(reports)
   for e, r in externals:
-    table_reports[f"external: {e['data']}:{e['split']}"] = r
+    table_reports[_external_title(e)] = r
   parts.append(_table(HEADLINE_HEADER, _headline_rows(table_reports)))
   if reports:
     any_r = next(iter(reports.values()))
@@ -420,7 +429,7 @@ def build(workdir: str) -> str:
       parts.append(_img(rel, rel))
 
   for i, (e, r) in enumerate(externals):
-    title = f"{e['data']}:{e['split']}"
+    title = _external_title(e).removeprefix("external: ")
     parts.append(f"<h2>External: {html.escape(title)}</h2>")
     ext = r.get("external", {})
     parts.append(

@@ -61,8 +61,8 @@ def test_external_evaluations_side_by_side(run, tmp_path):
     str(run), "chest_xray_pneumonia:test", str(tmp_path / "ext"), manual_dir=KERMANY
   )
   page = (run / report.build(str(run))).read_text()
-  assert "external: chest_xray_pneumonia:test" in page
-  assert "undefined: the set has no images of [&#x27;covid19&#x27;]" in page
+  assert "external: chest_xray_pneumonia:test (ext)" in page
+  assert "[&#x27;covid19&#x27;] have no positives here" in page
   for rel in _images(page):
     assert (run / rel).is_file() and (run / rel).stat().st_size > 1000, rel
   assert any("external0_roc_pr.png" in r for r in _images(page))
