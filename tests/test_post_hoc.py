@@ -106,3 +106,19 @@ def test_an_unknown_class_in_the_operating_point_is_refused_before_training(tfds
   c.report.operating_point = "covid>=0.95"
   with pytest.raises(ValueError, match=r"names \['covid'\]"):
     train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_validate_refuses_bad_report_keys():
+  from jaxcxr import config_lib
+
+  c = config_lib.base_config()
+  c.total_steps = 1
+  c.report.operating_point = "covid19=0.95"
+  with pytest.raises(ValueError, match="operating_point"):
+    config_lib.validate(c)
+  c = config_lib.base_config()
+  c.total_steps = 1
+  with c.report.ignore_type():  # As a config rebuilt from JSON could hold it.
+    c.report.html = 1
+  with pytest.raises(ValueError, match=r"config.report.html=1: expected a bool"):
+    config_lib.validate(c)
