@@ -354,16 +354,16 @@ def build(workdir: str) -> str:
   ) else {}  # fmt: skip
   val_split = config.get("val_split", "val")
   parts = [f"<h1>jaxcxr run report</h1><p class=note>{html.escape(workdir)}</p>"]
+  inp = config.get("input", {})
+  data = " + ".join(m["data"] for m in inp.get("mixture") or ()) or str(inp.get("data", ""))
+  row = [
+    config.get("model_name", ""),
+    data,
+    config.get("model_init") or "none",
+    config.get("select"),
+  ]
   parts.append(
-    _table(
-      ["model", "data", "pretrained init", "select"],
-      [
-        [
-          html.escape(str(config.get(k) or (config.get("input", {}).get(k) if k == "data" else "")))
-          for k in ("model_name", "data", "model_init", "select")
-        ]
-      ],
-    )  # fmt: skip
+    _table(["model", "data", "pretrained init", "select"], [[html.escape(str(v)) for v in row]])
   )
 
   splits_path = os.path.join(workdir, "data_splits.json")
