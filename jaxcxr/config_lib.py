@@ -155,6 +155,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.report.bootstrap_method = "bca"  # 'bca' or 'percentile'
   c.report.bootstrap_seed = 0
   c.report.calibration_bins = 15  # 0: no calibration block.
+  # Post-hoc, fitted on val_split only and saved in WORKDIR/calibration/ (jaxcxr.post_hoc), then
+  # applied to the other splits: temperature scaling (Guo et al. 2017) and per-class decision
+  # thresholds, 'youden' (Youden's J), 'sensitivity>=T' or per class '<class>>=T', comma-separated
+  # (e.g. 'youden,covid19>=0.95'; '': none).
+  c.report.temperature_scaling = True
+  c.report.operating_point = "youden"
+  # WORKDIR/report.html with PNG figures after the final reports (jaxcxr.report; seconds).
+  c.report.html = True
   return c
 
 
@@ -285,3 +293,43 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")
+  for key in ("temperature_scaling", "html"):
+    if not isinstance(config.report[key], bool):
+      raise ValueError(f"config.report.{key}={config.report[key]!r}: expected a bool.")
+  from jaxcxr import post_hoc  # pylint: disable=g-import-not-at-top
+
+  post_hoc.parse_operating_point(config.report.operating_point)  # Its syntax; classes at setup.
+
+
+def from_run_json(saved: dict) -> ml_collections.ConfigDict:
+  """A run's config rebuilt from its `WORKDIR/config.json`: `base_config()` with the saved values.
+
+  JSON turns tuples into lists and stages into plain dicts; both are turned back. Keys the saved
+  config has and this schema lacks (a run of another jaxcxr version) are an error naming them.
+  """
+  c = base_config()
+  unknown = []
+
+  def convert(value):
+    if isinstance(value, dict):
+      return ml_collections.ConfigDict(value)
+    if isinstance(value, list):
+      return tuple(convert(v) for v in value)
+    return value
+
+  def merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
+    for key, value in values.items():
+      if key not in node:
+        unknown.append(prefix + key)
+        continue
+      current = node[key]
+      if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict) and current:
+        merge(current, value, f"{prefix}{key}.")
+        continue
+      with node.ignore_type():  # JSON cannot tell 1 from 1.0 or a tuple from a list.
+        node[key] = convert(value)
+
+  merge(c, saved, "")
+  if unknown:
+    raise ValueError(f"The saved config has keys this jaxcxr does not know: {unknown}.")
+  return c

@@ -5,8 +5,8 @@ way: the model is built as an abstract graph (`nnx.eval_shape`: nothing is initi
 pretrained weights are downloaded) and only its parameters and batch-norm statistics are read
 from the checkpoint (orbax partial restore: the optimizer state stays on disk). The run's config
 is the `config.json` training wrote, its class names those of `data_splits.json` (the dataset
-itself is not opened), and a fitted temperature or operating points are read where training
-saved them (`TEMPERATURE_FILE`, `OPERATING_POINTS_FILE`).
+itself is not opened). The temperature and operating points training fitted on validation are
+`jaxcxr.post_hoc`'s (`post_hoc.load(workdir)`).
 
 Which state: `latest` (the newest checkpoint), `best` (the state `config.best_monitor` kept in
 `WORKDIR/best`) or a step number of `WORKDIR/checkpoints`.
@@ -30,10 +30,6 @@ from jaxcxr import config_lib
 
 RUN_CONFIG = "config.json"
 RUN_SPLITS = "data_splits.json"
-# Where training saves the calibration temperature and the operating points (fitted on the
-# validation split), relative to the workdir. Read when present.
-TEMPERATURE_FILE = os.path.join("eval", "temperature.json")
-OPERATING_POINTS_FILE = os.path.join("eval", "operating_points.json")
 
 
 @flax.struct.dataclass
@@ -59,19 +55,8 @@ class Restored:
     return nnx.merge(self.graphdef, self.state.params, self.state.rest)
 
 
-def _tuples(value: Any) -> Any:
-  """JSON lists back to the tuples the recipes use (ConfigDicts are typed)."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):  # Lists of dicts are tuples of ConfigDicts (`config.stages`).
-    return tuple(
-      ml_collections.ConfigDict(_tuples(v)) if isinstance(v, dict) else _tuples(v) for v in value
-    )
-  return value
-
-
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run trained with (`WORKDIR/config.json`), on top of `base_config()`.
+  """The config a run trained with (`WORKDIR/config.json`, `config_lib.from_run_json`).
 
   Keys the run saved and the current schema lacks are errors naming them, so a config of an
   incompatible version is not silently half-read.
@@ -80,21 +65,11 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a jaxcxr training workdir?")
   with open(path) as f:
-    saved = _tuples(json.load(f))
-  config = config_lib.base_config()
-  with config.unlocked():
-    _update(config, saved, path, "")
-  return config
-
-
-def _update(node: ml_collections.ConfigDict, saved: dict[str, Any], path: str, prefix: str):
-  for key, value in saved.items():
-    if key not in node:
-      raise ValueError(f"{path}: key {prefix}{key!r} is not in jaxcxr's config schema.")
-    if isinstance(value, dict) and isinstance(node[key], ml_collections.ConfigDict):
-      _update(node[key], value, path, f"{prefix}{key}.")
-    else:
-      node[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+    saved = json.load(f)
+  try:
+    return config_lib.from_run_json(saved)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
 
 
 def class_names(workdir: str) -> list[str]:
@@ -197,25 +172,3 @@ def restore(
   graphdef, abstract = abstract_model(config, config.num_classes or len(names))
   state = restore_state(workdir, select, n, abstract, sharding)
   return Restored(config, names, graphdef, state, n, select)
-
-
-def read_temperature(workdir: str) -> Any:
-  """The run's fitted `calibration.Temperature`, or None where training saved none."""
-  from jaxcxr import calibration  # pylint: disable=g-import-not-at-top
-
-  path = os.path.join(workdir, TEMPERATURE_FILE)
-  if not os.path.isfile(path):
-    return None
-  reader = getattr(calibration.Temperature, "read", None)
-  if reader is not None:
-    return reader(path)
-  with open(path) as f:
-    return calibration.Temperature.from_json(json.load(f))
-
-
-def read_operating_points(workdir: str) -> Any:
-  """The run's `operating_points.OperatingPoints`, or None where training saved none."""
-  from jaxcxr import operating_points  # pylint: disable=g-import-not-at-top
-
-  path = os.path.join(workdir, OPERATING_POINTS_FILE)
-  return operating_points.OperatingPoints.read(path) if os.path.isfile(path) else None

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from jaxcxr import cli, inference
+from jaxcxr import cli, inference, post_hoc
 from jaxcxr.data import augment, images, pipeline
 from jaxcxr.training import steps as steps_lib
 
@@ -202,14 +202,17 @@ def predict(
   probs = predictor.probabilities(logits)
   predicted = probs.argmax(-1)
 
-  temperature = inference.read_temperature(workdir)
+  # Fitted on the validation split at the end of training (absent: raw probabilities only).
+  post = post_hoc.load(workdir)
+  temperature = post.temperature if post is not None else None
+  points = post.points if post is not None else None
   calibrated = temperature.apply(logits=logits) if temperature is not None else None
-  points = inference.read_operating_points(workdir)
   if points is not None and list(points.class_names) != names:
     raise ValueError(
-      f"{inference.OPERATING_POINTS_FILE} of {workdir} has classes {list(points.class_names)}, "
-      f"the run {names}."
+      f"{post_hoc.paths(workdir)[1]} has classes {list(points.class_names)}, the run {names}."
     )
+  # The thresholds apply to the scores they were chosen on (temperature-scaled when fitted).
+  scores = post.scores(probs) if post is not None else probs
 
   os.makedirs(out_dir, exist_ok=True)
   overlay_files: list[str | None] = [None] * len(kept)
@@ -232,9 +235,8 @@ def predict(
     if calibrated is not None:
       row["calibrated_probabilities"] = {c: float(calibrated[i, j]) for j, c in enumerate(names)}
     if points is not None:
-      # Thresholds were chosen on the uncalibrated probabilities of the validation split.
       row["decisions"] = {
-        c: (None if t is None else bool(probs[i, j] >= t))
+        c: (None if t is None else bool(scores[i, j] >= t))
         for j, (c, t) in enumerate(zip(names, points.thresholds, strict=True))
       }
     if overlay_files[i]:

@@ -47,6 +47,7 @@ from jaxcxr import (
   metrics,
   models,
   optim,
+  post_hoc,
   sharding,
   workdir_lock,
 )
@@ -287,6 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   s = setup(config, restoring=has_checkpoint(workdir))
   mesh, data, class_names, stages = s.mesh, s.data, s.class_names, s.stages
+  post_hoc.check(config.report, class_names)
   graphdef, state = s.graphdef, s.state
   global_bs = config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
@@ -432,6 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     best.close()
   if writer:
     writer.close()
+  if results and is_main and config.report.html:
+    _html_report(workdir)
   workdir_lock.release(workdir)
   return results
 
@@ -446,12 +450,18 @@ def final_reports(
   suffix: str = "",
 ) -> dict[str, Any]:
   """Evaluates `splits` with the classification evaluator; writes each split's report and
-  per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`)."""
-  results = {}
+  per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`).
+
+  A temperature and per-class thresholds are fitted on `config.val_split` only, saved under
+  `WORKDIR/calibration/` and applied to the other splits (`jaxcxr.post_hoc`)."""
+  results, evs = {}, {}
   for split in splits:
     cfg = ml_collections.ConfigDict({"split": split, **ctx.config.report.to_dict()})
-    ev = evaluators.create(split, cfg, ctx)
+    evs[split] = ev = evaluators.create(split, cfg, ctx)
     results[split] = {**ev.run(state), "selected": selected}
+  post = post_hoc.for_splits(ctx, state, evs, workdir, suffix, write=jax.process_index() == 0)
+  for split, ev in evs.items():
+    results[split].update(post.get(split, {}))
     hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
     if jax.process_index() == 0:
       name = f"{split}{suffix}"
@@ -460,6 +470,19 @@ def final_reports(
       state_note = f" state={selected['select']}@{selected['step']}"
       print(format_eval(split, results[split]) + state_note, flush=True)
   return results
+
+
+def _html_report(workdir: str) -> None:
+  """WORKDIR/report.html (jaxcxr.report). Its failure is logged, not raised: the reports it is
+  made from are written, and `python -m jaxcxr.report --workdir W` rebuilds it."""
+  from jaxcxr import report  # pylint: disable=g-import-not-at-top
+
+  try:
+    with cli.phase("writing the run report"):
+      print(f"Run report: {report.build(workdir)}", flush=True)
+  except Exception as e:  # noqa: BLE001
+    logging.exception("The run report failed (%s); rebuild: python -m jaxcxr.report --workdir %s",
+                      e, workdir)  # fmt: skip
 
 
 def _summary_writer(workdir: str):

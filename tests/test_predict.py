@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxcxr import calibration, inference, operating_points, predict
+from jaxcxr import config_lib, post_hoc, predict
 from tests.conftest import REPO
 
 
@@ -86,11 +86,9 @@ def test_outputs_with_temperature_and_operating_points(tiny_run, tmp_path):
   shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("test_pngs"))
   val = np.load(run / "eval" / "val_predictions.npz")
   names = [str(c) for c in val["class_names"]]
-  t = calibration.fit_temperature(val["label"], split="val", probs=val["probs"])
-  with open(run / inference.TEMPERATURE_FILE, "w") as f:
-    json.dump(t.to_json(), f)
-  points = operating_points.choose_thresholds(val["label"], val["probs"], names, split="val")
-  points.write(str(run / inference.OPERATING_POINTS_FILE))
+  post = post_hoc.fit(val["label"], val["probs"], names, "val", config_lib.base_config().report)
+  post_hoc.save(post, str(run))
+  t, points = post.temperature, post.points
 
   out = tmp_path / "out"
   r = predict.predict(str(run), [os.path.join(tiny_run, "test_pngs")], str(out), explain="lrp")
@@ -102,7 +100,8 @@ def test_outputs_with_temperature_and_operating_points(tiny_run, tmp_path):
     np.testing.assert_allclose(cal, t.apply(probs=row[None])[0], atol=1e-5)
     for j, c in enumerate(names):
       thr = points.thresholds[j]
-      assert p["decisions"][c] == (None if thr is None else bool(row[j] >= thr))
+      # Thresholds were chosen on temperature-scaled validation scores: applied to those.
+      assert p["decisions"][c] == (None if thr is None else bool(cal[j] >= thr))
     assert os.path.getsize(p["overlay"]) > 0
   with open(out / "predictions.csv") as f:
     rows = list(csv.DictReader(f))

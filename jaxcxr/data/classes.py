@@ -195,3 +195,55 @@ def output_classes(comps: list[Component], builders, cfg) -> list[str]:
       )
     return wanted
   return seen
+
+
+def resolve_class_map(
+  dataset: str, names: Sequence[str], run_classes: Sequence[str], explicit: dict[str, str]
+) -> tuple[dict[str, str], list[str]]:
+  """The class map of another dataset onto a trained run's classes (`jaxcxr.evaluate --data`).
+
+  Args:
+    dataset: the dataset's name (for messages).
+    names: its class names.
+    run_classes: the run's output classes.
+    explicit: `{dataset class: run class, or '-' to leave it out}` from `--class_map`.
+
+  Returns:
+    `(class_map, dropped)`: a map for `Component.class_map` (names equal to a run class map onto
+    it unless `explicit` says otherwise) and the dataset classes left out by '-'.
+
+  Raises:
+    ValueError: a map key that is not a class of the dataset, a target that is not a run class,
+      or dataset classes the run does not know and no map names (listed, with the fix).
+  """
+  bad_keys = sorted(set(explicit) - set(names))
+  if bad_keys:
+    raise ValueError(
+      f"--class_map names {bad_keys}, which are not classes of {dataset}; its classes are "
+      f"{list(names)}."
+    )
+  bad_targets = sorted({v for v in explicit.values() if v != "-" and v not in run_classes})
+  if bad_targets:
+    raise ValueError(
+      f"--class_map maps onto {bad_targets}, which are not classes of the run; its classes are "
+      f"{list(run_classes)} ('-' leaves a class out)."
+    )
+  cmap, dropped, unknown = {}, [], []
+  for n in names:
+    target = explicit.get(n, n)
+    if target == "-":
+      dropped.append(n)
+    elif target in run_classes:
+      cmap[n] = target
+    else:
+      unknown.append(n)
+  if unknown:
+    raise ValueError(
+      f"{dataset} has classes {unknown} that the run (classes {list(run_classes)}) does not know: "
+      "map each onto a run class or leave it out explicitly, e.g. --class_map "
+      + ",".join(f"{n}=-" for n in unknown)
+      + "."
+    )
+  if not cmap:
+    raise ValueError(f"--class_map leaves no class of {dataset} to evaluate.")
+  return cmap, dropped
