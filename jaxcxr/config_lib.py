@@ -51,12 +51,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.splits.num_folds = 5
   c.input.splits.fold = 0
   c.input.splits.val_fraction = 0.1
+  # kfold: where validation comes from: 'rest' (`val_fraction` of all, from the training folds) or
+  # 'held_out' (the held-out fold halved by patient into val and test; Alotaibi 2020's protocol).
+  c.input.splits.val_from = "rest"
   c.input.splits.test_per_class = 0
   c.input.splits.seed = 0
   # Also keep (near-)duplicate images of different patient ids on one side of a re-split (the
   # leakage audit's perceptual hashes; costs one decode + hash per image, ~8 ms on one core).
   c.input.splits.group_duplicates = False
   c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
+  # Per-class caps ((class name, max images), ...) on the pool a re-split draws from, whole
+  # patients at random (Rachha 2020: 704 no-finding, 500 pneumonia).
+  c.input.class_caps = ()
+  # Per-class repetition factors ((class name, factor), ...) of the training split, applied after
+  # `balance` (Bassi & Attux 2021's online oversampling x8 / x8 / x72).
+  c.input.class_factors = ()
 
   c.model_name = "resnet50"
   c.model = ml_collections.ConfigDict()
@@ -282,6 +291,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("schedule.warmup_steps", non_negative_int, "a non-negative integer")
   require("log_every_steps", positive_int, "a positive integer")
   require("eval_every_steps", non_negative_int, "a non-negative integer (0: only at the end)")
+  if config.input.splits.val_from not in ("rest", "held_out"):
+    raise ValueError(
+      f"config.input.splits.val_from={config.input.splits.val_from!r}: expected 'rest' or "
+      "'held_out'."
+    )
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")
