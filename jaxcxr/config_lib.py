@@ -54,6 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   # kfold: where validation comes from: 'rest' (`val_fraction` of all, from the training folds) or
   # 'held_out' (the held-out fold halved by patient into val and test; Alotaibi 2020's protocol).
   c.input.splits.val_from = "rest"
+  # Balance the pool *before* a re-split ('none', 'oversample', 'undersample'; Naik et al. 2021
+  # undersampled every class to the smallest first). `input.balance` balances the training split.
+  c.input.splits.balance = "none"
   c.input.splits.test_per_class = 0
   c.input.splits.seed = 0
   # Also keep (near-)duplicate images of different patient ids on one side of a re-split (the

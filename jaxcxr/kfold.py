@@ -53,9 +53,9 @@ def fold_config(
   """`config` with its splits set to fold `fold` of `num_folds` (a copy); `val_from` as in
   `config.input.splits.val_from`."""
   if not 0 <= fold < num_folds:
-    raise cli.UserError(f"fold {fold} is out of range for {num_folds} folds.")
+    raise ValueError(f"fold {fold} is out of range for {num_folds} folds.")
   if tuple(config.input.splits.keep):
-    raise cli.UserError(
+    raise ValueError(
       f"config.input.splits.keep={tuple(config.input.splits.keep)}: k-fold re-splits every "
       "image; unset keep."
     )
@@ -114,7 +114,7 @@ def run_folds(
   os.makedirs(workdir, exist_ok=True)
   split_names = tuple(config.eval_splits)
   if not split_names:
-    raise cli.UserError("config.eval_splits is empty: the k-fold summary has nothing to read.")
+    raise ValueError("config.eval_splits is empty: the k-fold summary has nothing to read.")
   for k in only:
     fold_config(config, int(k), num_folds, val_from)  # Range check before any fold runs.
   reports: dict[int, dict[str, Any]] = {}

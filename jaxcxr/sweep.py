@@ -52,7 +52,7 @@ def load_config_module(config_file: str) -> tuple[Any, str]:
   """The module of `path[:arg]` and its `arg` (imported from the path, as config_flags does)."""
   path, _, arg = config_file.partition(":")
   if not os.path.isfile(path):
-    raise cli.UserError(f"--config {path}: no such file.")
+    raise ValueError(f"--config {path}: no such file.")
   spec = importlib.util.spec_from_file_location("jaxcxr_sweep_config", path)
   module = importlib.util.module_from_spec(spec)
   sys.path.insert(0, os.getcwd())  # `from configs import common`, as when config_flags loads it.
@@ -73,11 +73,11 @@ def trials_from(
   from sklearn import model_selection  # pylint: disable=g-import-not-at-top
 
   if space not in SPACES:
-    raise cli.UserError(f"--space={space!r} is not one of {SPACES}.")
+    raise ValueError(f"--space={space!r} is not one of {SPACES}.")
   if isinstance(hyper, dict):
     if space == "random":
       if num_trials <= 0:
-        raise cli.UserError("--space=random needs --trials > 0.")
+        raise ValueError("--space=random needs --trials > 0.")
       trials = list(model_selection.ParameterSampler(hyper, num_trials, random_state=seed))
     else:
       trials = list(model_selection.ParameterGrid(hyper))
@@ -86,7 +86,7 @@ def trials_from(
   if num_trials > 0:
     trials = trials[:num_trials]
   if not trials:
-    raise cli.UserError("get_hyper() gave no trials.")
+    raise ValueError("get_hyper() gave no trials.")
   # JSON-able plain values (numpy scalars from ParameterSampler): stored and compared on resume.
   return [{k: v.item() if hasattr(v, "item") else v for k, v in t.items()} for t in trials]
 
@@ -107,7 +107,7 @@ def apply_overrides(
           raise KeyError(leaf)
         node[leaf] = value
       except (KeyError, IndexError, TypeError) as e:
-        raise cli.UserError(f"get_hyper(): the key {key!r} is not in the config ({e}).") from e
+        raise ValueError(f"get_hyper(): the key {key!r} is not in the config ({e}).") from e
   return c
 
 
@@ -119,7 +119,7 @@ def monitor_value(reports: dict[str, Any], monitor: str) -> tuple[str, str, floa
   """`(split, scalar, value)` of a `<split>_<scalar>` monitor over a trial's final reports."""
   names = [s for s in reports if monitor.startswith(s + "_")]
   if not names:
-    raise cli.UserError(
+    raise ValueError(
       f"--monitor={monitor!r} names no evaluated split: monitors are '<split>_<scalar>' over "
       f"{sorted(reports)}."
     )
@@ -145,10 +145,10 @@ def run_sweep(
   os.makedirs(workdir, exist_ok=True)
   monitor = monitor or config.best_monitor or "val_loss"
   if "test" in monitor.split("_")[0].lower():
-    raise cli.UserError(f"--monitor={monitor!r}: a sweep never selects on a test split.")
+    raise ValueError(f"--monitor={monitor!r}: a sweep never selects on a test split.")
   eval_splits = without_test(config.eval_splits)
   if not eval_splits:
-    raise cli.UserError(f"config.eval_splits={tuple(config.eval_splits)} has no validation split.")
+    raise ValueError(f"config.eval_splits={tuple(config.eval_splits)} has no validation split.")
   rows = []
   for k, overrides in enumerate(trials):
     tdir = os.path.join(workdir, f"trial_{k}")
@@ -159,7 +159,7 @@ def run_sweep(
     if os.path.exists(os.path.join(tdir, "overrides.json")):
       with open(os.path.join(tdir, "overrides.json")) as f:
         if json.load(f) != overrides:
-          raise cli.UserError(
+          raise ValueError(
             f"{tdir} holds a trial with other overrides; use a new --workdir for a changed sweep."
           )
     if reports is None and (not only or k in only):
@@ -260,7 +260,7 @@ def main(argv):
   config_file = config_flags.get_config_filename(FLAGS["config"])
   module, arg = load_config_module(config_file)
   if not hasattr(module, "get_hyper"):
-    raise cli.UserError(f"--config {config_file}: the file defines no get_hyper(arg).")
+    raise ValueError(f"--config {config_file}: the file defines no get_hyper(arg).")
   trials = trials_from(module.get_hyper(arg), FLAGS.space, FLAGS.trials, FLAGS.seed)
   run_sweep(FLAGS.config, FLAGS.workdir, trials, FLAGS.monitor, [int(k) for k in FLAGS.only],
             config_file)  # fmt: skip

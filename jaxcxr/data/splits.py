@@ -61,6 +61,11 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if multi and scfg.test_per_class:
     raise ValueError("config.input.splits.test_per_class is undefined for multi-label data.")
   plain = len(comps) == 1 and not comps[0].class_map and not comps[0].splits and not multi
+  if scfg.get("balance", "none") != "none" and scfg.method == "builder":
+    raise ValueError(
+      "config.input.splits.balance resamples the pool a re-split draws from; set "
+      "input.splits.method to 'fractions' or 'kfold' (or use input.balance for the training split)."
+    )
   if cfg.get("class_caps", ()) and scfg.method == "builder":
     raise ValueError(
       "config.input.class_caps caps the pool a re-split draws from; set input.splits.method to "
@@ -93,6 +98,14 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
       pool = pool[resplit.cap_rows(index.label[pool], groups[pool], caps, int(scfg.seed))]
       report["class_caps"] = {
         "before": before.tolist(),
+        "after": np.bincount(index.label[pool], minlength=len(class_names)).tolist(),
+      }
+    if scfg.get("balance", "none") != "none":
+      # Balancing the whole pool before the split (Naik et al. 2021 undersampled to the smallest
+      # class first): val and test then have the training split's class mix too.
+      pool = pool[resplit.balance_rows(index.label[pool], scfg.balance, int(scfg.seed))]
+      report["pool_balance"] = {
+        "how": scfg.balance,
         "after": np.bincount(index.label[pool], minlength=len(class_names)).tolist(),
       }
     kept_groups = set(groups[np.concatenate(list(kept.values()))]) if kept else set()
