@@ -1,6 +1,7 @@
 r"""Rachha 2020 (fastai, eight backbones): COVID-19 / pneumonia / no-finding from two sources.
 
-    python -m jaxcxr.lr_find --config configs/studies/rachha2020.py:cohen=D1,covidx=D2 --workdir W/lr
+    python -m jaxcxr.lr_find --config configs/studies/rachha2020.py:cohen=D1,covidx=D2 \
+        --workdir W/lr
     python -m jaxcxr.train --config configs/studies/rachha2020.py:cohen=D1,covidx=D2 --workdir W
     python -m jaxcxr.train --config configs/studies/rachha2020.py:backbone=resnet101,cohen=D1,\
 covidx=D2 --workdir W
