@@ -158,7 +158,7 @@ def run_sweep(
     reports = _read(tdir, eval_splits)
     if os.path.exists(os.path.join(tdir, "overrides.json")):
       with open(os.path.join(tdir, "overrides.json")) as f:
-        if json.load(f) != overrides:
+        if json.load(f) != json.loads(json.dumps(overrides)):  # Tuples are stored as lists.
           raise ValueError(
             f"{tdir} holds a trial with other overrides; use a new --workdir for a changed sweep."
           )

@@ -14,20 +14,22 @@ then a 70/10/20 stratified re-split. Images scaled to [0, 1] (the study's min-ma
 1/255: `input.mode='custom'`, mean 0, std 1), InceptionV3 with Keras ImageNet weights at 299 px;
 rotation ±10°, shifts up to 10%, horizontal flips. Final recipe: 5 epochs with the backbone
 frozen, then every layer with early stopping on validation accuracy (`configs/naik_inception.py`),
-Nadam 1e-3; train / val / test precision, recall and F1 (per class and macro) in eval/.
+Nadam 1e-3, head GAP → 3×Dense(32, selu) → softmax (`model.head='gap_mlp'`); train / val / test
+precision, recall and F1 (per class and macro) in eval/.
 
-`get_hyper(arg)` (for `jaxcxr.sweep`): the study's optimizer (Adam, RMSprop, Adagrad, Adadelta,
-Adamax, Nadam) × initial rate (0.1 ... 1e-4) space, each trial one 5-epoch frozen-backbone stage
-(`search`), ranked on `val_accuracy`.
+`get_hyper(arg)` (for `jaxcxr.sweep`): the study's space, head activation (sigmoid, tanh, relu,
+elu, selu; each with its matched initialiser, BN except for selu) × hidden layers (0-4) × width
+(32-256) × optimizer (Adam, RMSprop, Adagrad, Adadelta, Adamax, Nadam) × initial rate (0.1 ...
+1e-4), each trial one 5-epoch frozen-backbone stage (`search`), ranked on `val_accuracy`
+(`--space random --trials N` samples it; the full grid has 2,040 points).
 
 Reported figure: not copied here (the paper was not available offline in this environment).
 
 What jaxcxr changes and why:
 * The upstream set has no patient ids and overlaps Cohen's and Kermany's sets (see the builder):
   the split cannot be patient-disjoint; near-duplicate images are grouped instead.
-* Not yet in jaxcxr, so not searched: the head's activation (sigmoid / tanh / relu / elu / selu
-  with matched initialisers and BN), hidden layers 0-4 and width 32-256; the final head is
-  GAP-linear, not GAP → 3×Dense(32, selu). The untrained-head baseline is not run.
+* The untrained-head baseline (an evaluation at step 0) is not run: jaxcxr evaluates checkpoints
+  of trained steps only.
 """
 
 from configs import common, naik_inception
@@ -35,6 +37,8 @@ from jaxcxr import config_lib
 
 OPTIMIZERS = ("adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam")
 RATES = (0.1, 0.01, 1e-3, 1e-4)
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "elu", "selu")
+WIDTHS = (32, 64, 128, 256)
 
 
 def get_config(arg: str = ""):
@@ -50,6 +54,8 @@ def get_config(arg: str = ""):
   c.input.splits.group_duplicates = True
   c.input.mode, c.input.mean, c.input.std = "custom", (0.0,), (1.0,)
   c.optimizer.name, c.optimizer.lr = "nadam", 1e-3
+  # The final head: GAP -> 3 x Dense(32, selu) (LeCun-normal init, no BN) -> softmax.
+  c.model.head, c.model.head_hidden, c.model.head_activation = "gap_mlp", (32, 32, 32), "selu"
   c.augment.rotate_deg, c.augment.translate, c.augment.flip = 10.0, 0.1, 0.5
   c.eval_every_steps = 50
   if "tiny" in args:
@@ -72,6 +78,16 @@ def get_hyper(arg: str = ""):
     arg, "configs/studies/naik2021.py", words=("tiny", "search"), keys=("data",)
   )
   if "tiny" in args:
-    return [{"optimizer.name": "adam", "optimizer.lr": 1e-3},
-            {"optimizer.name": "nadam", "optimizer.lr": 1e-2}]  # fmt: skip
-  return {"optimizer.name": list(OPTIMIZERS), "optimizer.lr": list(RATES)}
+    return [
+      {"optimizer.name": "adam", "optimizer.lr": 1e-3, "model.head_activation": "relu",
+       "model.head_hidden": [8]},
+      {"optimizer.name": "nadam", "optimizer.lr": 1e-2, "model.head_activation": "selu",
+       "model.head_hidden": [8, 8]},
+    ]  # fmt: skip
+  depths = [()] + [(w,) * n for n in range(1, 5) for w in WIDTHS]
+  return {
+    "model.head_activation": list(ACTIVATIONS),
+    "model.head_hidden": depths,
+    "optimizer.name": list(OPTIMIZERS),
+    "optimizer.lr": list(RATES),
+  }

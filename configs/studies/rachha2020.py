@@ -31,7 +31,10 @@ What jaxcxr changes and why:
   images of different patient ids kept together (Cohen files some radiographs twice; COVIDx reuses
   Cohen's images), so the test split holds no copy of a training image.
 * No vertical flip and no perspective warp: jaxcxr has no such ops yet (the study used fastai's
-  `flip_vert` and `max_warp`); the classifier is a GAP-linear head, not fastai's concat-pool head.
+  `flip_vert` and `max_warp`).
+* fastai's concat-pool head (`model.head='concat_pool'`) for the ResNet, DenseNet and MobileNetV2
+  backbones; EfficientNet and VGG keep their own linear classifier (jaxcxr cannot swap their
+  classifier yet).
 """
 
 from configs import common, fastai_staged
@@ -73,6 +76,8 @@ def get_config(arg: str = ""):
                      f"{sorted(BACKBONES)}.")  # fmt: skip
   c.model_name, c.model_init = BACKBONES[backbone]
   c.input.image_size, c.input.batch_size = 224, 32
+  if backbone.startswith(("resnet", "densenet", "mobilenet")):
+    c.model.head, c.model.drop_rate = "concat_pool", 0.5  # fastai's head, ps=0.5
   common.fastai_augment(c)
   c.optimizer.name = "radam"
   c.loss.label_smoothing = 0.1

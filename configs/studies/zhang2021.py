@@ -84,7 +84,10 @@ def get_config(arg: str = ""):
   if "tiny" in args:
     stages = homologous.get_config("tiny").stages if task != "source" else ()
     c.stages = stages
+    init = c.model_init
     common.tiny_stages(c, "resnet_tiny", (2, 3)[: len(stages)])
+    # A source run's workdir stays the initialisation; ImageNet weights do not fit the tiny model.
+    c.model_init = "" if task == "source" or kv.get("source") == "imagenet" else init
     c.input.mixture, c.input.class_names, c.input.class_caps = (), (), ()
     c.input.splits.method, c.input.splits.group_duplicates = "fractions", False
     c.input.splits.fractions = (0.6, 0.2, 0.2)
@@ -93,6 +96,4 @@ def get_config(arg: str = ""):
       c.num_epochs, c.total_steps = 0.0, 3
       c.schedule.boundaries_epochs, c.schedule.boundaries_steps = (), (2,)
       c.best_monitor, c.select = "val_loss", "best"
-    elif kv.get("source") == "imagenet":
-      c.model_init = ""
   return c
