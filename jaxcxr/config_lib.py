@@ -51,17 +51,38 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.splits.num_folds = 5
   c.input.splits.fold = 0
   c.input.splits.val_fraction = 0.1
+  # kfold: where validation comes from: 'rest' (`val_fraction` of all, from the training folds) or
+  # 'held_out' (the held-out fold halved by patient into val and test; Alotaibi 2020's protocol).
+  c.input.splits.val_from = "rest"
+  # Balance the pool *before* a re-split ('none', 'oversample', 'undersample'; Naik et al. 2021
+  # undersampled every class to the smallest first). `input.balance` balances the training split.
+  c.input.splits.balance = "none"
   c.input.splits.test_per_class = 0
   c.input.splits.seed = 0
   # Also keep (near-)duplicate images of different patient ids on one side of a re-split (the
   # leakage audit's perceptual hashes; costs one decode + hash per image, ~8 ms on one core).
   c.input.splits.group_duplicates = False
   c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
+  # Per-class caps ((class name, max images), ...) on the pool a re-split draws from, whole
+  # patients at random (Rachha 2020: 704 no-finding, 500 pneumonia).
+  c.input.class_caps = ()
+  # Per-class repetition factors ((class name, factor), ...) of the training split, applied after
+  # `balance` (Bassi & Attux 2021's online oversampling x8 / x8 / x72).
+  c.input.class_factors = ()
 
   c.model_name = "resnet50"
   c.model = ml_collections.ConfigDict()
   c.model.in_chans = 3
   c.model.drop_rate = 0.0
+  # The classifier head (jaxcxr.models.heads): '' / 'gap_linear' / 'dropout_linear' (the family's
+  # own: GAP, dropout `drop_rate`, linear), 'flatten_bn_dense' (Keras: flatten, BN, dense, BN,
+  # dropout; Alotaibi 2020), 'gap_mlp' (GAP, `head_hidden` dense layers of `head_activation`
+  # with matched initialisers, BN except for selu; Naik et al. 2021) or 'concat_pool' (fastai's
+  # head: avg+max pool, BN, dropout, linear 512, ReLU, BN, dropout, linear). The backbone's own
+  # head is replaced after `model_init` loads (ResNet, DenseNet, MobileNetV2, Inception).
+  c.model.head = ""
+  c.model.head_hidden = ()  # Widths of the hidden layers (flatten_bn_dense: 128, concat_pool: 512).
+  c.model.head_activation = "relu"  # relu, elu, selu, sigmoid or tanh.
   # Depthwise convs (EfficientNet, MobileNetV2): 'auto' (shifted slices on CPU, XLA's convolution
   # on GPU/TPU), 'slices' or 'xla'; see jaxcxr/models/depthwise.py.
   c.model.depthwise_impl = "auto"
@@ -119,6 +140,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.translate = 0.0
   c.augment.brightness = 0.0
   c.augment.contrast = 0.0
+  c.augment.vflip = 0.0  # Vertical flip probability (fastai's flip_vert).
+  c.augment.gamma = ()  # (lo, hi): out = in ** g, g ~ U(lo, hi) (Alotaibi 2020: 1.05-1.11).
+  c.augment.brightness_mult = ()  # (lo, hi): out = in * f (Keras brightness_range).
   c.augment.p_affine = 0.75
   c.augment.p_lighting = 0.75
 
@@ -290,6 +314,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("schedule.warmup_steps", non_negative_int, "a non-negative integer")
   require("log_every_steps", positive_int, "a positive integer")
   require("eval_every_steps", non_negative_int, "a non-negative integer (0: only at the end)")
+  if config.input.splits.val_from not in ("rest", "held_out"):
+    raise ValueError(
+      f"config.input.splits.val_from={config.input.splits.val_from!r}: expected 'rest' or "
+      "'held_out'."
+    )
+  for key in ("gamma", "brightness_mult"):
+    r = tuple(config.augment[key])
+    if r and not (len(r) == 2 and 0 < r[0] <= r[1]):
+      raise ValueError(f"config.augment.{key}={r}: expected () or (lo, hi) with 0 < lo <= hi.")
+  heads = ("", "gap_linear", "dropout_linear", "flatten_bn_dense", "gap_mlp", "concat_pool")
+  if config.model.head not in heads:
+    raise ValueError(f"config.model.head={config.model.head!r}: expected one of {heads}.")
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")

@@ -22,10 +22,13 @@ def classification_metrics(
   """All evaluation metrics for integer `labels` (N,) and class probabilities `probs` (N, C).
 
   Returns a JSON-serialisable dict with keys `accuracy`, `auroc_macro`, `top2_accuracy`,
-  `per_class` (precision/recall/f1/support/auroc per class name), `confusion_matrix` (rows: true
-  class, columns: predicted), `class_names` and `num_examples`. AUROC is `None` (with a reason in
-  `auroc_note`) when the split lacks a class, since it is undefined then; `top2_accuracy` is
-  `None` (with `top2_note`) for two classes, where it would always be 1.0.
+  `precision_macro` / `recall_macro` / `f1_macro` (unweighted means over classes, the studies'
+  "macro P/R/F1"), `per_class` (precision/recall/f1/support/auroc and one-vs-rest `accuracy`, the
+  share of all examples whose "is it this class?" answer is right, per class name),
+  `confusion_matrix` (rows: true class, columns: predicted), `class_names` and `num_examples`.
+  AUROC is `None` (with a reason in `auroc_note`) when the split lacks a class, since it is
+  undefined then; `top2_accuracy` is `None` (with `top2_note`) for two classes, where it would
+  always be 1.0.
   """
   if np.ndim(labels) == 2:
     return multilabel_metrics(labels, probs, class_names)
@@ -76,6 +79,8 @@ def classification_metrics(
     output_dict=True,
     zero_division=0,
   )
+  for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+    out[f"{key}_macro"] = float(report["macro avg"][name])
   out["per_class"] = {
     name: {
       "precision": float(report[name]["precision"]),
@@ -83,6 +88,8 @@ def classification_metrics(
       "f1": float(report[name]["f1-score"]),
       "support": int(report[name]["support"]),
       "auroc": per_class_auc[i],
+      # One-vs-rest accuracy: the binary "class i or not" question scored on every example.
+      "accuracy": float(skm.accuracy_score(labels == i, preds == i)),
     }
     for i, name in enumerate(class_names)
   }
@@ -142,6 +149,8 @@ def multilabel_metrics(
       for i, name in enumerate(class_names)
     },
   }
+  for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+    out[f"{key}_macro"] = float(report["macro avg"][name])
   if len(defined) < len(class_names):
     missing = [class_names[c] for c in range(len(class_names)) if c not in defined]
     out["auroc_note"] = f"undefined (only one label value in this split) for {missing}"
@@ -150,7 +159,15 @@ def multilabel_metrics(
 
 def scalar_summary(m: dict[str, Any]) -> dict[str, float]:
   """The scalar metrics of `classification_metrics` (for logging), without undefined ones."""
-  keys = ("accuracy", "auroc_macro", "top2_accuracy", "map")
+  keys = (
+    "accuracy",
+    "auroc_macro",
+    "top2_accuracy",
+    "map",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+  )
   return {k: m[k] for k in keys if m.get(k) is not None and not math.isnan(m[k])}
 
 

@@ -70,3 +70,30 @@ def test_keras_preprocessing_modes(mode, pixel, expected):
 def test_unknown_mode_is_a_clear_error():
   with pytest.raises(ValueError, match="keras"):
     augment.mode_mean_std("keras", (0.0,), (1.0,))
+
+
+def test_vertical_flip_only_flips_rows():
+  c = config_lib.base_config().augment
+  c.vflip = 1.0
+  x = _images(2)
+  np.testing.assert_array_equal(augment.augment(jax.random.key(0), x, c), x[:, ::-1])
+
+
+def test_gamma_and_multiplicative_brightness_match_numpy_on_a_planted_image():
+  # A planted ramp: every output pixel must be in ** g (resp. in * f) for one g (f) per image,
+  # with g (f) inside the configured range.
+  ramp = np.linspace(0.05, 0.9, 64, dtype=np.float32).reshape(1, 8, 8, 1)
+  x = jnp.asarray(np.repeat(ramp, 8, axis=0))
+  c = config_lib.base_config().augment
+  c.gamma, c.p_lighting = (1.05, 1.11), 1.0
+  y = np.asarray(augment.augment(jax.random.key(3), x, c))
+  g = np.log(y[:, 0, 0, 0]) / np.log(ramp[0, 0, 0, 0])  # gamma from one pixel per image
+  assert ((g >= 1.05 - 1e-4) & (g <= 1.11 + 1e-4)).all() and np.ptp(g) > 0
+  np.testing.assert_allclose(y, ramp ** g[:, None, None, None], rtol=1e-4)
+  c.gamma, c.brightness_mult = (), (1.05, 1.1)
+  y = np.asarray(augment.augment(jax.random.key(3), x, c))
+  f = y[:, 0, 0, 0] / ramp[0, 0, 0, 0]
+  assert ((f >= 1.05 - 1e-5) & (f <= 1.1 + 1e-5)).all()
+  np.testing.assert_allclose(y, np.clip(ramp * f[:, None, None, None], 0, 1), rtol=1e-5)
+  c.p_lighting = 0.0  # Gated by p_lighting like the other lighting ops.
+  np.testing.assert_array_equal(augment.augment(jax.random.key(3), x, c), x)

@@ -148,3 +148,9 @@ def test_phase_logs_start_and_seconds(caplog):
 
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_sweep_of_a_config_without_get_hyper_is_a_user_error(tmp_path):
+  r = _run_tool("jaxcxr.sweep", "--config", "configs/quickstart.py", "--workdir", str(tmp_path))
+  assert r.returncode == 2, r.stderr
+  assert "defines no get_hyper(arg)" in r.stderr and "Traceback" not in r.stderr

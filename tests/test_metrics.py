@@ -61,3 +61,20 @@ def test_missing_class_gives_undefined_auroc_not_a_crash():
 def test_shape_mismatch_is_a_clear_error():
   with pytest.raises(ValueError, match="num_classes=3"):
     metrics.classification_metrics(np.zeros(4), np.zeros((4, 2)), ["a", "b", "c"])
+
+
+def test_macro_precision_recall_f1_and_one_vs_rest_accuracy_match_sklearn():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 50)
+  probs = rng.dirichlet(np.ones(3), 50)
+  preds = probs.argmax(1)
+  m = metrics.classification_metrics(labels, probs, ["a", "b", "c"])
+  for key in ("precision", "recall", "f1"):
+    fn = getattr(skm, f"{key}_score")
+    assert m[f"{key}_macro"] == pytest.approx(fn(labels, preds, average="macro", zero_division=0))
+    assert metrics.scalar_summary(m)[f"{key}_macro"] == m[f"{key}_macro"]
+  cm = np.asarray(m["confusion_matrix"])
+  for i, name in enumerate("abc"):
+    # TP + TN over all, from the confusion matrix.
+    tn = cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]
+    assert m["per_class"][name]["accuracy"] == pytest.approx((cm[i, i] + tn) / 50)

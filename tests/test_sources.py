@@ -82,6 +82,30 @@ def test_kfold_test_folds_partition_the_data():
     resplit.split_rows(labels, groups, _splits_cfg(method="kfold", fold=5), 3)
 
 
+def test_kfold_validation_from_the_held_out_fold_halves_it_by_patient():
+  labels, groups = _cohort()
+  tests, vals = [], []
+  for fold in range(5):
+    cfg = _splits_cfg(method="kfold", fold=fold, val_from="held_out")
+    parts = resplit.split_rows(labels, groups, cfg, 3)
+    plain = resplit.split_rows(labels, groups, _splits_cfg(method="kfold", fold=fold), 3)
+    # The training folds are the same as without validation; val + test = the held-out fold.
+    assert np.array_equal(parts["train"], np.sort(np.concatenate([plain["train"], plain["val"]])))
+    assert np.array_equal(np.sort(np.concatenate([parts["val"], parts["test"]])), plain["test"])
+    assert not _patients(groups, parts["val"]) & _patients(groups, parts["test"])
+    assert abs(len(parts["val"]) / len(plain["test"]) - 0.5) < 0.1
+    assert set(labels[parts["val"]]) == set(labels[parts["test"]]) == {0, 1, 2}  # Stratified.
+    tests.append(parts["test"])
+    vals.append(parts["val"])
+  # Every image is tested in at most one fold and validated in at most one; together all.
+  both = np.concatenate(tests + vals)
+  assert sorted(both) == list(range(len(labels)))
+  with pytest.raises(ValueError, match="needs method='kfold'"):
+    resplit.split_rows(labels, groups, _splits_cfg(method="fractions", val_from="held_out"), 3)
+  with pytest.raises(ValueError, match="val_from='x'"):
+    resplit.split_rows(labels, groups, _splits_cfg(method="kfold", val_from="x"), 3)
+
+
 def test_fixed_number_of_test_images_per_class():
   labels, groups = _cohort()
   parts = resplit.split_rows(
@@ -331,3 +355,41 @@ def test_group_duplicates_keeps_copies_under_other_patient_ids_together(tmp_path
     "cross_patient_pairs": 1,
     "patients_merged": 1,
   }
+
+
+def test_class_caps_keep_whole_patients_under_the_cap_and_factors_repeat_rows():
+  labels, groups = _cohort()
+  rows = resplit.cap_rows(labels, groups, {0: 100, 1: 50}, seed=0)
+  counts = np.bincount(labels[rows], minlength=3)
+  assert 95 <= counts[0] <= 100 and 45 <= counts[1] <= 50  # Patients of 1-4 images fill it.
+  assert counts[2] == (labels == 2).sum()  # Uncapped class untouched.
+  kept = set(groups[rows])
+  assert all((groups == g).sum() == (groups[rows] == g).sum() for g in kept)  # Whole patients.
+  assert not np.array_equal(rows, resplit.cap_rows(labels, groups, {0: 100, 1: 50}, seed=1))
+  rep = resplit.factor_rows(labels, {0: 1, 1: 8, 2: 2.5}, seed=0)
+  n = np.bincount(labels, minlength=3)
+  assert np.bincount(labels[rep], minlength=3).tolist() == [
+    n[0],
+    8 * n[1],
+    2 * n[2] + int(round(0.5 * n[2])),
+  ]
+  assert set(rep) == set(range(len(labels)))
+
+
+def test_class_caps_and_factors_through_the_config(tfds_dir):
+  c = config_lib.base_config().input
+  set_keys(c, data="synthetic_cxr/tiny", data_dir=tfds_dir, **{"splits.method": "fractions",
+           "splits.fractions": (0.5, 0.25, 0.25)})  # fmt: skip
+  tfds_access.prepare(tfds_access.get_builder(c.data, tfds_dir))
+  c.class_caps = (("normal", 4),)
+  c.class_factors = (("covid19", 3),)
+  data = splits.load(c)
+  assert data.report["class_caps"]["after"][0] <= 4
+  assert data.report["class_factors"]["after"][2] % 3 == 0
+  assert len(data.splits["train"]) == sum(data.report["class_factors"]["after"])
+  c.class_caps = (("nope", 4),)
+  with pytest.raises(ValueError, match="names class 'nope'"):
+    splits.load(c)
+  c.class_caps, c.splits.method = (("normal", 4),), "builder"
+  with pytest.raises(ValueError, match="class_caps caps the pool"):
+    splits.load(c)

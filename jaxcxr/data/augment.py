@@ -8,9 +8,12 @@ applies the same family of transforms per example inside the jitted train step: 
 brightness and contrast. Keys come from the step number, so a resumed run augments exactly as an
 uninterrupted one.
 
-Config (`config.augment`): flip (probability), rotate_deg, max_zoom, translate (fraction of the
-side), brightness (max delta on [0, 1] images), contrast (max relative change), p_affine,
-p_lighting. All zero/False means no augmentation.
+Config (`config.augment`): flip (probability), vflip (vertical flip probability, fastai's
+`flip_vert`), rotate_deg, max_zoom, translate (fraction of the side), brightness (max delta on
+[0, 1] images), contrast (max relative change), gamma ((lo, hi): out = in ** g, g uniform;
+Alotaibi 2020's 1.05-1.11), brightness_mult ((lo, hi): out = in * f, Keras' `brightness_range`),
+p_affine, p_lighting (also gates gamma and brightness_mult). All zero/empty means no
+augmentation.
 """
 
 from __future__ import annotations
@@ -48,6 +51,20 @@ def _augment_one(key: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDic
   flip = float(cfg.get("flip", 0.0))
   if flip:
     image = pix.random_flip_left_right(k_flip, image, probability=flip)
+  # The ops below draw keys folded from the example's key, so configs without them augment
+  # exactly as before they existed.
+  vflip = float(cfg.get("vflip", 0.0))
+  if vflip:
+    image = pix.random_flip_up_down(jax.random.fold_in(key, 101), image, probability=vflip)
+  gamma, mult = tuple(cfg.get("gamma", ()) or ()), tuple(cfg.get("brightness_mult", ()) or ())
+  if gamma or mult:
+    k_on, k_g, k_m = jax.random.split(jax.random.fold_in(key, 102), 3)
+    out = image
+    if gamma:  # out = in ** gamma on [0, 1] (dm-pix adjust_gamma, gain 1).
+      out = pix.adjust_gamma(out, jax.random.uniform(k_g, minval=gamma[0], maxval=gamma[1]))
+    if mult:  # Keras ImageDataGenerator's brightness_range: a multiplicative factor.
+      out = out * jax.random.uniform(k_m, minval=mult[0], maxval=mult[1])
+    image = jnp.where(jax.random.uniform(k_on) < float(cfg.get("p_lighting", 0.75)), out, image)
   brightness = float(cfg.get("brightness", 0.0))
   contrast = float(cfg.get("contrast", 0.0))
   if brightness or contrast:

@@ -1,9 +1,13 @@
 """Patient-disjoint, class-stratified re-splits, class balancing and duplicate-aware groups.
 
 * **Splits** (`input.splits.method`): `fractions` (train/val/test shares), `kfold` (k folds,
-  `fold=i` is the test fold, validation carved from the rest) and an exact number of test images
-  per class (`test_per_class`, as one study held out 60 per class), all with scikit-learn's
-  `StratifiedGroupKFold` grouped by patient.
+  `fold=i` is held out; validation carved from the rest, or with `val_from='held_out'` the held-out
+  fold halved by patient into validation and test, Alotaibi 2020's protocol) and an exact number
+  of test images per class (`test_per_class`, as one study held out 60 per class), all with
+  scikit-learn's `StratifiedGroupKFold` grouped by patient.
+* **Per-class caps and factors** (`input.class_caps`, `input.class_factors`): whole patients
+  capped per class before a re-split (`cap_rows`); training rows repeated per class
+  (`factor_rows`).
 * **Duplicate-aware groups** (`input.splits.group_duplicates`): patients whose images are (near)
   duplicates of each other are kept on one side (`group_duplicates`).
 * **Class balance** (`input.balance`): `oversample` (repeat minority-class images) or
@@ -27,6 +31,7 @@ from jaxcxr.data import duplicates
 from jaxcxr.data.classes import Index
 
 BALANCE = ("none", "oversample", "undersample")
+VAL_FROM = ("rest", "held_out")
 
 
 def group_fold(labels, groups, n_splits: int, seed: int, fold: int = 0):
@@ -109,6 +114,18 @@ def split_rows(labels: np.ndarray, groups: np.ndarray, cfg, num_classes: int) ->
   seed = int(cfg.seed)
   if cfg.method == "kfold" and cfg.test_per_class:
     raise ValueError("config.input.splits: kfold makes its own test folds; unset test_per_class.")
+  val_from = cfg.get("val_from", "rest")
+  if val_from not in VAL_FROM:
+    raise ValueError(f"config.input.splits.val_from={val_from!r} is not one of {VAL_FROM}.")
+  if val_from == "held_out" and cfg.method != "kfold":
+    raise ValueError("config.input.splits.val_from='held_out' needs method='kfold'.")
+  if cfg.method == "kfold" and val_from == "held_out":
+    # Alotaibi 2020: validation and test are the two patient-grouped, stratified halves of the
+    # held-out fold, so every image is tested in exactly one fold and validated in exactly one.
+    train, held = group_fold(labels, groups, int(cfg.num_folds), seed, int(cfg.fold))
+    r_val, r_test = group_fold(labels[held], groups[held], 2, seed + 1)
+    out = {"train": train, "val": held[r_val], "test": held[r_test]}
+    return {k: np.sort(v) for k, v in out.items() if len(v)}
   if cfg.method == "kfold":
     rest, test = group_fold(labels, groups, int(cfg.num_folds), seed, int(cfg.fold))
     val_share = (
@@ -156,6 +173,45 @@ def balance_rows(labels: np.ndarray, how: str, seed: int) -> np.ndarray:
     else:
       out.append(rng.choice(r, min(sizes), replace=False))
   return np.sort(np.concatenate(out))
+
+
+def cap_rows(labels: np.ndarray, groups: np.ndarray, caps: dict[int, int], seed: int) -> np.ndarray:
+  """Rows kept under per-class caps `{class id: max images}` (Rachha 2020: 704 no-finding, 500
+  pneumonia): whole patients in a seeded random order, taken while their class stays under its
+  cap, so a capped class keeps at most `cap` images and no patient is cut in two."""
+  rows = np.arange(len(labels))
+  keep = np.ones(len(labels), bool)
+  rng = np.random.default_rng(seed)
+  for k, cap in caps.items():
+    in_class = rows[labels == k]
+    patients = list(dict.fromkeys(groups[in_class]))
+    rng.shuffle(patients)
+    count, kept = 0, set()
+    by_patient = collections.Counter(groups[in_class])
+    for g in patients:
+      if count + by_patient[g] <= cap:
+        kept.add(g)
+        count += by_patient[g]
+    keep[in_class] = np.isin(groups[in_class], list(kept))
+  return rows[keep]
+
+
+def factor_rows(labels: np.ndarray, factors: dict[int, float], seed: int) -> np.ndarray:
+  """Training rows with class k repeated `factors[k]` times (Bassi & Attux 2021: x8 / x8 / x72):
+  every row floor(f) times, plus a seeded random share for the fraction. Repetition in the index
+  keeps the sampler exactly resumable (grain's position covers it); the augmentation differs per
+  copy because its key comes from the step and the example."""
+  rng = np.random.default_rng(seed)
+  rows = np.arange(len(labels))
+  out = []
+  for k in np.unique(labels):
+    r = rows[labels == k]
+    f = float(factors.get(int(k), 1.0))
+    whole, frac = int(f), f - int(f)
+    out.extend([r] * whole)
+    if frac:
+      out.append(rng.choice(r, int(round(frac * len(r))), replace=False))
+  return np.sort(np.concatenate(out)) if out else rows
 
 
 def group_duplicates(index: Index, readers: list[dict[str, Any]]) -> tuple[np.ndarray, dict]:

@@ -26,6 +26,19 @@ from jaxcxr.data.views import Data, View, _PlainView, describe
 SPLIT_METHODS = ("builder", "fractions", "kfold")
 
 
+def class_ids(pairs, class_names, key: str) -> dict[int, float]:
+  """`((class name, value), ...)` of `config.input.<key>` as `{class id: value}`."""
+  out = {}
+  for item in pairs:
+    name, value = item
+    if name not in class_names:
+      raise ValueError(f"config.input.{key} names class {name!r}; the classes are {class_names}.")
+    if not value > 0:
+      raise ValueError(f"config.input.{key}: {name!r}={value!r} must be positive.")
+    out[list(class_names).index(name)] = value
+  return out
+
+
 def load(cfg: ml_collections.ConfigDict) -> Data:
   """The splits of `cfg` (= config.input) over prepared datasets (see `tfds_access.prepare`)."""
   comps = classes.components(cfg)
@@ -48,7 +61,18 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if multi and scfg.test_per_class:
     raise ValueError("config.input.splits.test_per_class is undefined for multi-label data.")
   plain = len(comps) == 1 and not comps[0].class_map and not comps[0].splits and not multi
-  if plain and scfg.method == "builder" and cfg.get("balance", "none") == "none":
+  if scfg.get("balance", "none") != "none" and scfg.method == "builder":
+    raise ValueError(
+      "config.input.splits.balance resamples the pool a re-split draws from; set "
+      "input.splits.method to 'fractions' or 'kfold' (or use input.balance for the training split)."
+    )
+  if cfg.get("class_caps", ()) and scfg.method == "builder":
+    raise ValueError(
+      "config.input.class_caps caps the pool a re-split draws from; set input.splits.method to "
+      "'fractions' or 'kfold' (capping a dataset's own splits would shrink its test split)."
+    )
+  resampled = cfg.get("balance", "none") != "none" or cfg.get("class_factors", ())
+  if plain and scfg.method == "builder" and not resampled:
     # The common case needs no index: one view per builder split, read as is.
     builder = builders[0]
     splits = {s: _PlainView(s, builder, comps[0].data) for s in builder.info.splits.keys()}
@@ -68,6 +92,22 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
     if scfg.group_duplicates:
       groups, report["duplicates_grouped"] = resplit.group_duplicates(index, readers)
     pool = np.flatnonzero(~np.isin(index.split, list(keep)))
+    caps = class_ids(cfg.get("class_caps", ()), class_names, "class_caps")
+    if caps:
+      before = np.bincount(index.label[pool], minlength=len(class_names))
+      pool = pool[resplit.cap_rows(index.label[pool], groups[pool], caps, int(scfg.seed))]
+      report["class_caps"] = {
+        "before": before.tolist(),
+        "after": np.bincount(index.label[pool], minlength=len(class_names)).tolist(),
+      }
+    if scfg.get("balance", "none") != "none":
+      # Balancing the whole pool before the split (Naik et al. 2021 undersampled to the smallest
+      # class first): val and test then have the training split's class mix too.
+      pool = pool[resplit.balance_rows(index.label[pool], scfg.balance, int(scfg.seed))]
+      report["pool_balance"] = {
+        "how": scfg.balance,
+        "after": np.bincount(index.label[pool], minlength=len(class_names)).tolist(),
+      }
     kept_groups = set(groups[np.concatenate(list(kept.values()))]) if kept else set()
     overlap = np.isin(groups[pool], list(kept_groups))
     if overlap.any():
@@ -102,6 +142,13 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
     parts[cfg.train_split] = train[resplit.balance_rows(index.label[train], how, int(scfg.seed))]
     after = np.bincount(index.label[parts[cfg.train_split]], minlength=len(class_names))
     report["balance"] = {"how": how, "before": before.tolist(), "after": after.tolist()}
+  factors = class_ids(cfg.get("class_factors", ()), class_names, "class_factors")
+  if factors:
+    train = parts[cfg.train_split]
+    parts[cfg.train_split] = train[resplit.factor_rows(index.label[train], factors, int(scfg.seed))]
+    report["class_factors"] = {
+      "after": np.bincount(index.label[parts[cfg.train_split]], minlength=len(class_names)).tolist()
+    }
   splits = {s: View(s, readers, names, index.take(rows)) for s, rows in parts.items()}
   report.update(method=scfg.method, splits=describe(splits, class_names))
   if scfg.method != "builder":

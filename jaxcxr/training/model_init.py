@@ -30,6 +30,8 @@ def create_model(
   (a resumed run or an evaluation restores its own state and skips it: resume wins)."""
   kwargs = dict(config.model)
   in_chans = kwargs.pop("in_chans")
+  head = {k: kwargs.pop(k, d) for k, d in (("head", ""), ("head_hidden", ()),
+                                            ("head_activation", "relu"))}  # fmt: skip
   model = models.create(
     config.model_name,
     num_classes=num_classes,
@@ -40,7 +42,35 @@ def create_model(
   )
   if config.model_init and init:
     init_from(model, config)
+  if head["head"] not in ("", "gap_linear", "dropout_linear"):
+    # After `model_init`: the pretrained classifier is replaced, not loaded into a new shape.
+    replace_head(model, config, num_classes, head, in_chans)
   return model
+
+
+def replace_head(
+  model: nnx.Module, config: ml_collections.ConfigDict, num_classes: int, head: dict, in_chans
+) -> None:
+  """Puts the named head `head['head']` (`models.heads.NamedHead`) at `model.head`, so that the
+  layer group 'head' (and stage 1's `trainable=('head',)`) is the new head."""
+  from jaxcxr.models import heads  # pylint: disable=g-import-not-at-top
+
+  if head["head"] not in heads.HEADS:
+    raise ValueError(f"config.model.head={head['head']!r} is not one of {heads.HEADS}.")
+  if not isinstance(getattr(model, "head", None), heads.ClassifierHead):
+    raise ValueError(
+      f"config.model.head={head['head']!r}: {config.model_name} has no `head` module to replace "
+      "(EfficientNet and VGG keep their classifier elsewhere); use the family's own head."
+    )
+  size = int(config.input.image_size)
+  # The feature map's spatial size, for the flattening head, without computing anything.
+  shape = nnx.eval_shape(lambda m: m.forward_features(jnp.zeros((1, size, size, in_chans))), model)
+  model.head = heads.NamedHead(
+    head["head"], model.head.num_features, num_classes, feature_hw=tuple(shape.shape[1:3]),
+    hidden=tuple(head["head_hidden"]), activation=head["head_activation"],
+    drop_rate=float(config.model.drop_rate), rngs=nnx.Rngs(config.seed + 1),
+    dtype=jnp.dtype(config.dtype),
+  )  # fmt: skip
 
 
 def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:

@@ -10,9 +10,9 @@ Data: Kaggle `tawsifurrahman/covid19-radiography-database`
 (https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database); it must be
 downloaded by hand (see `MANUAL_DOWNLOAD_INSTRUCTIONS`).
 
-Two configs, one per archive layout (no copy of the data was available: the layouts are taken
-from public code and READMEs that read each release, e.g. COVID-Net's `create_COVIDx.ipynb`,
-github lindawangg/COVID-Net; see README.md):
+Three configs, one per archive layout (`v1` and `current` are taken from public code and READMEs
+that read each release, e.g. COVID-Net's `create_COVIDx.ipynb`, github lindawangg/COVID-Net; see
+README.md; `flat2021` is read from the real sample in ../shared/data/covid19-radiography-2021):
 
   * `v1`, the first release (219 COVID-19 / 1,341 normal / 1,345 viral pneumonia PNGs):
       COVID-19 Radiography Database/
@@ -28,6 +28,11 @@ github lindawangg/COVID-Net; see README.md):
         {COVID,Normal,Lung_Opacity,Viral Pneumonia}/masks/<Class>-N.png      (version 5)
         <Class>.metadata.xlsx   (columns FILE NAME, FORMAT, SIZE, URL)
         README.md.txt
+  * `flat2021`, the 2021 flat layout as copies of that release keep it (no `images/` sub-folder,
+    no masks, no spreadsheets; `source` and `url` are empty); absent class folders are allowed
+    (the shared sample holds COVID and Normal only, re-encoded 224x224 RGB, stored grey):
+      COVID-19_Radiography_Dataset/
+        {COVID,Normal,Lung_Opacity,Viral Pneumonia}/<Class>-N.png
 
 The label comes from the class folder. The spreadsheets give each image's origin (URL column):
 `source` is a short name derived from it (`rsna`, `kermany`, `bimcv`, `sirm`, `eurorad`,
@@ -116,6 +121,9 @@ class Covid19RadiographyConfig(tfds.core.BuilderConfig):
   class_folders: tuple[ClassFolder, ...] = ()
   images_subdir: str = ""
   masks_subdir: str = ""
+  # Some class folders may be absent (a partial copy such as ../shared/data's 2021 sample): the
+  # ClassLabel keeps every class, the folders present are read, the absent ones are logged.
+  partial: bool = False
 
   @property
   def label_names(self) -> list[str]:
@@ -126,7 +134,8 @@ class Covid19RadiographyConfig(tfds.core.BuilderConfig):
     lines = [f"  <manual_dir>/{self.root_name}/   (or its content directly in <manual_dir>)"]
     for c in self.class_folders:
       sub = f"{self.images_subdir}/" if self.images_subdir else ""
-      lines.append(f"      {c.folder}/{sub}*.png      {c.metadata_files[0]}")
+      sheet = c.metadata_files[0] if c.metadata_files else "(no spreadsheet)"
+      lines.append(f"      {c.folder}/{sub}*.png      {sheet}")
       if self.masks_subdir:
         lines.append(f"      {c.folder}/{self.masks_subdir}/*.png   (lung masks; optional)")
     return "\n".join(lines)
@@ -160,6 +169,20 @@ _CURRENT = Covid19RadiographyConfig(
   ),
   images_subdir="images",
   masks_subdir="masks",
+)
+
+_FLAT2021 = Covid19RadiographyConfig(
+  name="flat2021",
+  description="The 2021 flat layout (<Class>/<Class>-n.png, no images/ sub-folder, no masks, no "
+  "spreadsheets), as copies of that release keep it; absent class folders are allowed.",
+  root_name="COVID-19_Radiography_Dataset",
+  class_folders=(
+    ClassFolder("COVID", "covid-19", ()),
+    ClassFolder("Normal", "normal", ()),
+    ClassFolder("Lung_Opacity", "lung_opacity", ()),
+    ClassFolder("Viral Pneumonia", "viral_pneumonia", ()),
+  ),
+  partial=True,
 )
 
 _DOWNLOAD_HELP = f"""\
@@ -346,7 +369,14 @@ def find_data_root(manual_dir: epath.PathLike, config: Covid19RadiographyConfig)
   archive = manual_dir / _ARCHIVE_DIR
   candidates = [manual_dir, manual_dir / name, manual_dir / name / name, archive, archive / name]
   for root in candidates:
-    if all((root / c.folder / config.images_subdir).is_dir() for c in config.class_folders):
+    present = [(root / c.folder / config.images_subdir).is_dir() for c in config.class_folders]
+    if all(present) or (config.partial and any(present)):
+      if not all(present):
+        logging.warning(
+          "covid19_radiography/%s: no %s folder(s) in %s; those classes get no images.",
+          config.name, [c.folder for c, p in zip(config.class_folders, present, strict=True)
+                        if not p], root,
+        )  # fmt: skip
       return root
   raise common.layout_error(
     manual_dir,
@@ -390,8 +420,9 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     f"{_DOWNLOAD_HELP}\nExpected layout, config `v1`:\n{_V1.expected_layout()}\n"
     f"config `current`:\n{_CURRENT.expected_layout()}\n"
+    f"config `flat2021`:\n{_FLAT2021.expected_layout()}\n"
   )
-  BUILDER_CONFIGS = [_V1, _CURRENT]
+  BUILDER_CONFIGS = [_V1, _CURRENT, _FLAT2021]
   DEFAULT_BUILDER_CONFIG_NAME = "current"
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -423,6 +454,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     """Yields `(relative path, example)` for every readable image of every class folder."""
     log = self.skip_log("train")
     for class_folder in self.builder_config.class_folders:
+      if self.builder_config.partial and not (root / class_folder.folder).is_dir():
+        continue
       yield from self._class_examples(root, class_folder, log)
     log.log()
 
@@ -463,7 +496,9 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
         size = img.size
 
       row = matching.row_of_file.get(path.name)
-      if row is None:
+      if row is None and not class_folder.metadata_files:
+        url = ""  # A layout without spreadsheets: nothing to match, nothing to flag.
+      elif row is None:
         log.flag(FLAG_SHARED_KEY if path.name in matching.files_sharing_key else FLAG_NO_ROW, rel)
         url = ""
       else:
@@ -506,6 +541,8 @@ class Builder(common.SkipReportMixin, tfds.core.GeneratorBasedBuilder):
     self, root: epath.Path, class_folder: ClassFolder, log: common.SkipLog
   ) -> list[tuple[str, str]]:
     """The class spreadsheet's `(FILE NAME, URL)` rows; [] (with a warning) when it is absent."""
+    if not class_folder.metadata_files:
+      return []  # The layout has none.
     for name in class_folder.metadata_files:
       if (root / name).is_file():
         rows = read_metadata(root / name)
