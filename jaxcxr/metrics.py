@@ -26,9 +26,10 @@ def classification_metrics(
   "macro P/R/F1"), `per_class` (precision/recall/f1/support/auroc and one-vs-rest `accuracy`, the
   share of all examples whose "is it this class?" answer is right, per class name),
   `confusion_matrix` (rows: true class, columns: predicted), `class_names` and `num_examples`.
-  AUROC is `None` (with a reason in `auroc_note`) when the split lacks a class, since it is
-  undefined then; `top2_accuracy` is `None` (with `top2_note`) for two classes, where it would
-  always be 1.0.
+  The macro AUROC is `None` (with a reason in `auroc_note`) when the split lacks a class, since
+  it is undefined then; the per-class one-vs-rest AUROC of each present class is still given
+  (where at least two classes are present); `top2_accuracy` is `None` (with `top2_note`) for two
+  classes, where it would always be 1.0.
   """
   if np.ndim(labels) == 2:
     return multilabel_metrics(labels, probs, class_names)
@@ -59,7 +60,16 @@ def classification_metrics(
   if len(present) < num_classes:
     missing = [class_names[i] for i in class_ids if i not in present]
     out["auroc_macro"] = None
-    out["auroc_note"] = f"undefined: no examples of {missing} in this split"
+    out["auroc_note"] = (
+      f"macro and per-class AUROC of {missing} undefined: no examples of them in this split"
+    )
+    if len(present) > 1:
+      # A present class still has positives and negatives (the other present classes): its
+      # one-vs-rest AUROC is defined, e.g. COVID-19 vs the rest on a COVID + Normal site.
+      onehot = np.eye(num_classes)[labels][:, present]
+      defined = skm.roc_auc_score(onehot, probs[:, present], average=None)
+      for k, c in enumerate(present):
+        per_class_auc[int(c)] = float(np.atleast_1d(defined)[k])
   else:
     if num_classes == 2:
       out["auroc_macro"] = float(skm.roc_auc_score(labels, probs[:, 1]))

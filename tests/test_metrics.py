@@ -56,6 +56,20 @@ def test_missing_class_gives_undefined_auroc_not_a_crash():
   m = metrics.classification_metrics(labels, probs, ["a", "b", "c"])
   assert m["auroc_macro"] is None and "c" in m["auroc_note"]
   assert m["per_class"]["c"]["support"] == 0
+  # The present classes keep their one-vs-rest AUROC: a vs rest ranks 0.9, 0.4 above 0.1.
+  assert m["per_class"]["a"]["auroc"] == pytest.approx(1.0)
+  assert m["per_class"]["b"]["auroc"] == pytest.approx(1.0)
+  assert m["per_class"]["c"]["auroc"] is None
+
+
+def test_present_class_auroc_matches_sklearn_on_a_two_class_subset():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 2, 50) * 2  # Classes 0 and 2 only, of three.
+  probs = rng.dirichlet(np.ones(3), 50)
+  m = metrics.classification_metrics(labels, probs, ["a", "b", "c"])
+  expected = skm.roc_auc_score(labels == 2, probs[:, 2])
+  assert m["per_class"]["c"]["auroc"] == pytest.approx(expected)
+  assert m["per_class"]["b"]["auroc"] is None and m["auroc_macro"] is None
 
 
 def test_shape_mismatch_is_a_clear_error():
