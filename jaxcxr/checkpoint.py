@@ -46,6 +46,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def should_save(self, step: int) -> bool:
+    """Whether `save(step, ...)` without `force` would save (orbax's interval)."""
+    return self.manager.should_save(step)
+
   def save(
     self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
   ) -> bool:
@@ -171,6 +175,9 @@ class BestCheckpointer:
   def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
     model = {"params": state.params, "rest": state.rest}
     self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
 
   def best_step(self) -> int | None:
     self.manager.wait_until_finished()

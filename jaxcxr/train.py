@@ -51,6 +51,7 @@ from jaxcxr import (
   workdir_lock,
 )
 from jaxcxr.data import classes, pipeline, splits, tfds_access
+from jaxcxr.training import guards
 from jaxcxr.training import hooks as hooks_lib
 from jaxcxr.training import stages as stages_lib
 from jaxcxr.training import steps as steps_lib
@@ -272,6 +273,7 @@ def _check_monitors(
   return out
 
 
+@guards.restores_sigterm
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config` (stage by stage), checkpointing into `workdir`, then evaluates.
 
@@ -279,6 +281,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     `{split: metrics}` for every split in `config.eval_splits` of the selected state
     (`config.select`); also written (by process 0) to `workdir/eval/<split>.json`. Empty when
     the run halted (`halt_after_steps`) before its end.
+
+  Raises:
+    guards.NonFiniteError: the loss or gradient norm turned non-finite (nothing non-finite is
+      saved; the last finite checkpoint is kept).
+    guards.Preempted: SIGTERM (or a multi-host preemption notice) came during training; the
+      current step was saved and a re-run resumes from it.
   """
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -351,6 +359,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   }
   train_metrics = hooks_lib.TrainMetrics(config.log_every_steps, global_bs, start_step)
   halted = False
+  guard = guards.FiniteGuard(
+    config.log_every_steps, checkpointer, best, guards.guard_advice(config)
+  )
+  preempt = guards.Preemption()
+  preempt.arm()  # SIGTERM from here to the loop's end: save this step and exit
   for st in stages[int(state.stage) :]:
     schedule = st.schedule_fn(s.steps_per_epoch)
     tx = st.make_tx(schedule)
@@ -368,7 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       donate_argnums=0,
       out_shardings=(repl, repl),
     )  # fmt: skip
-    hooks: list[Any] = [hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
+    hooks: list[Any] = [guard, hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
     if st.plateau.patience:
       hooks.append(hooks_lib.Plateau(st, monitors[st.plateau.monitor]))
     if st.early_stopping.patience:
@@ -379,11 +392,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       )
     hooks += [
       hooks_lib.Halt(halt_at),
+      preempt,
       train_metrics,
       hooks_lib.Checkpoint(checkpointer, meta, train_iter),
     ]
     loop = hooks_lib.Loop(
-      state=state, stage=st, step=int(state.step), writer=writer, progress=progress
+      state=state, stage=st, step=int(state.step), writer=writer, progress=progress, guard=guard
     )
     compiled = False
     while not loop.stage_over and not loop.halt:
@@ -408,6 +422,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if loop.halt and not (loop.stage_over and st.index == len(stages) - 1):
       halted = True
       break
+  preempt.disarm()
+  halted = halted or preempt.stopped_at is not None
   if progress:
     progress.close()
   checkpointer.wait()
@@ -433,6 +449,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if writer:
     writer.close()
   workdir_lock.release(workdir)
+  preempt.raise_if_stopped(checkpointer.directory)
   return results
 
 
