@@ -179,6 +179,20 @@ class BestCheckpointer:
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
+  def discard_after(self, step: int) -> list[int]:
+    """Deletes the checkpoints of steps after `step`, the step a run resumes from.
+
+    A run killed after a best save but before its next regular checkpoint leaves best steps the
+    resumed run replays (bit-identically) and saves again; orbax refuses to save a step twice
+    (`StepAlreadyExistsError`), which would stop every re-run at that step.
+    """
+    newer = [s for s in self.manager.all_steps() if s > step]
+    for s in newer:
+      self.manager.delete(s)
+    if newer:
+      logging.info("Resuming from step %d: best-model steps %s will be replayed.", step, newer)
+    return newer
+
   def best_step(self) -> int | None:
     self.manager.wait_until_finished()
     return self.manager.best_step()

@@ -340,6 +340,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info(
       "Resuming from the checkpoint of step %d (stage %d) in %s", start_step, stage_idx, workdir
     )
+  if best:
+    best.discard_after(start_step)  # best saves of steps this run replays
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
