@@ -4,18 +4,20 @@ r"""Soak test of exact resumption: random `kill -9`s and SIGTERMs over whole tra
     python benchmarks/soak.py --kills 20 --runs quickstart --full   # the unshrunk quick start
 
 For each run (`quickstart`: configs/quickstart.py; `staged`: configs/chexnet_staged.py:tiny, four
-stages with best-model selection) it trains once uninterrupted (the reference, timed), then starts
-the same command in a second workdir `--kills` times, each time sending SIGKILL or SIGTERM (drawn
-at random) after a delay drawn uniformly from [0, reference wall time] — so a signal can land
-during start-up, a restore, a compile, a step, an asynchronous save or the final evaluation — and
-finally lets it run to the end. The final train state must equal the reference bit for bit and the
-reports (`eval/*.json`) must be equal. A SIGTERM during training must exit with status 75 after
-saving the step it names; one outside the training loop terminates (-15) with nothing to save.
+stages with best-model selection) it trains once uninterrupted (the reference, timed: T in all, F
+to its first step), then starts the same command in a second workdir `--kills` times, each time
+sending SIGKILL or SIGTERM (drawn at random): one time in four at a uniform time in [0, F) of
+start-up (imports, restore, compile), otherwise once the run has done its first step, after a
+further uniform [0, (T - F) / kills) — so signals land in steps, asynchronous saves, evaluations,
+stage changes and the final reports — and finally lets it run to the end. The final train state
+must equal the reference bit for bit and the reports (`eval/*.json`) must be equal. A SIGTERM
+during training must exit with status 75 after saving the step it names; one outside the training
+loop terminates (-15) with nothing to save. A run that finishes before its signal ends the series.
 
 Prints one JSON line per signal and one summary line per run; exits 1 on any mismatch. Not part of
 CI (minutes per kill); BENCHMARKS.md records the runs made. `--full` trains the quick start as
 published (64 px, 15 epochs, synthetic_cxr/default); by default it is shrunk to CPU size
-(synthetic_cxr/tiny, 32 px, 40 steps).
+(synthetic_cxr/tiny, 32 px, 30 steps).
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def _start(cmd: list[str], log: pathlib.Path) -> subprocess.Popen:
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
+def _wait_for_first_step(proc: subprocess.Popen, log: pathlib.Path) -> float | None:
+  """Seconds until the run's log says a stage's first step is done (None: it ended first)."""
+  t0 = time.perf_counter()
+  while proc.poll() is None:
+    if "first train step of stage" in log.read_text(errors="replace"):
+      return time.perf_counter() - t0
+    time.sleep(0.2)
+  return None
+
+
 def _steps(workdir: pathlib.Path) -> list[int]:
   ckpts = workdir / "checkpoints"
   return sorted(int(d) for d in os.listdir(ckpts) if d.isdigit()) if ckpts.is_dir() else []
@@ -101,28 +113,36 @@ def soak(run: str, kills: int, root: pathlib.Path, rng: random.Random, full: boo
   data_dir, ref, soaked = root / "tfds", root / f"{run}_reference", root / f"{run}_soaked"
   for d in (ref, soaked):
     shutil.rmtree(d, ignore_errors=True)
+  log = root / f"{run}_reference.log"
   t0 = time.perf_counter()
-  proc = _start(_command(run, ref, data_dir, full), root / f"{run}_reference.log")
-  if proc.wait() != 0:
-    raise SystemExit(f"{run}: the reference run failed; see {root / f'{run}_reference.log'}")
+  proc = _start(_command(run, ref, data_dir, full), log)
+  first_s = _wait_for_first_step(proc, log)
+  if proc.wait() != 0 or first_s is None:
+    raise SystemExit(f"{run}: the reference run failed; see {log}")
   ref_s = time.perf_counter() - t0
-  print(json.dumps({"run": run, "reference_s": round(ref_s, 1)}), flush=True)
+  print(json.dumps({"run": run, "reference_s": round(ref_s, 1), "first_step_s": round(first_s, 1)}))
 
   events, problems = [], []
   for i in range(kills):
     sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-    delay = rng.uniform(0.0, ref_s)
+    in_startup = rng.random() < 0.25
+    delay = rng.uniform(0.0, first_s if in_startup else (ref_s - first_s) / kills)
     log = root / f"{run}_soaked_{i}.log"
+    t0 = time.perf_counter()
     proc = _start(_command(run, soaked, data_dir, full), log)
+    if not in_startup:
+      _wait_for_first_step(proc, log)
     try:
       proc.wait(timeout=delay)
       sent = False  # it finished first
     except subprocess.TimeoutExpired:
       proc.send_signal(sig)
       sent = True
+    signalled_s = time.perf_counter() - t0
     rc = proc.wait()
     event = {
-      "run": run, "kill": i, "signal": sig.name if sent else None, "after_s": round(delay, 1),
+      "run": run, "kill": i, "signal": sig.name if sent else None,
+      "when": "start-up" if in_startup else "training", "after_s": round(signalled_s, 1),
       "exit": rc, "checkpoints": _steps(soaked),
     }  # fmt: skip
     if sent and sig == signal.SIGTERM:
@@ -135,6 +155,8 @@ def soak(run: str, kills: int, root: pathlib.Path, rng: random.Random, full: boo
       problems.append(f"kill {i}: SIGKILL gave exit {rc} (log {log})")
     print(json.dumps(event), flush=True)
     events.append(event)
+    if not sent:
+      break  # finished: later signals would only hit a run with nothing left to train
 
   log = root / f"{run}_soaked_final.log"
   if _start(_command(run, soaked, data_dir, full), log).wait() != 0:

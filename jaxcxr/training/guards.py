@@ -8,8 +8,10 @@ checkpoint save (latest or best). Fetching a flag every step would stall JAX's a
 dispatch (the host would wait for each step before queueing the next). On a non-finite step it
 waits for the saves in flight, so the newest checkpoint (saved only after its flags were checked,
 hence finite) is complete and is never rotated away by a later save, and raises `NonFiniteError`
-naming the first bad step and that checkpoint. `config.optimizer.skip_nonfinite = N` lets
-`optax.apply_if_finite` skip up to N consecutive bad steps instead.
+naming the first bad step and that checkpoint. A state that is finite but whose evaluation
+outputs are not (weights so large that the forward pass overflows) is reported the same way, at
+the evaluation. `config.optimizer.skip_nonfinite = N` lets `optax.apply_if_finite` skip up to N
+consecutive bad steps instead.
 
 `Preemption` (a hook) turns SIGTERM, the notice schedulers (SLURM, Kubernetes, spot VMs) send
 before they kill a job, into a save at the current step and an exit with status
@@ -76,10 +78,17 @@ class FiniteGuard:
     bad = next((p for p, ok in zip(self.pending, flags, strict=True) if not ok), None)
     self.pending = []
     if bad is not None:
-      self._fail(*bad)
+      step, stage, step_metrics = bad
+      values = {k: float(jax.device_get(step_metrics[k])) for k in ("loss", "grad_norm")}
+      self.fail(
+        step,
+        stage,
+        f"loss={values['loss']:g}, grad_norm={values['grad_norm']:g} (or the state after it is "
+        "not finite)",
+      )
 
-  def _fail(self, step: int, stage: int, step_metrics: dict[str, Any]) -> None:
-    values = {k: float(jax.device_get(step_metrics[k])) for k in ("loss", "grad_norm")}
+  def fail(self, step: int, stage: int, what: str) -> None:
+    """Raises `NonFiniteError` for `step`, once the saves in flight are complete."""
     # The saves in flight (of checked, finite states) complete before the error ends the run.
     if self.best is not None:
       self.best.wait()
@@ -91,8 +100,7 @@ class FiniteGuard:
       else f"no checkpoint had been saved yet in {self.checkpointer.directory}"
     )
     raise NonFiniteError(
-      f"Training diverged at step {step} (stage {stage}): loss={values['loss']:g}, "
-      f"grad_norm={values['grad_norm']:g} (or the state after it is not finite). Nothing "
+      f"Training diverged at step {step} (stage {stage}): {what.rstrip('.')}. Nothing "
       f"non-finite was saved; {kept_text}. {self.what_to_try}"
     )
 

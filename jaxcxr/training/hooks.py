@@ -2,7 +2,8 @@
 
 The loop (`jaxcxr.train.train_and_evaluate`) owns a `Loop` record (the state, the stage, the
 step, the latest monitored scalars) and calls `hook.after_step(loop)` for each hook in order:
-train-metric means, evaluation, plateau, early stopping, best checkpoint, halting, checkpoint.
+the finite guard, evaluation, plateau, early stopping, best checkpoint, halting, preemption,
+train-metric means, checkpoint (the guard and preemption hooks live in `training.guards`).
 A hook reads and writes the record only; none runs the model except `Evaluate`. Hooks that read
 the state on the host (logging, evaluation, saves) call `loop.ensure_finite()` first: the
 `jaxcxr.training.guards.FiniteGuard` check, which stops a diverged run before it is evaluated or
@@ -105,7 +106,12 @@ class Evaluate:
       if not every or loop.stage_step % every:
         continue
       loop.ensure_finite()
-      result = ev.run(loop.state)
+      try:
+        result = ev.run(loop.state)
+      except FloatingPointError as e:  # finite weights whose outputs overflow
+        if loop.guard is None:
+          raise
+        loop.guard.fail(loop.step, loop.stage.index, str(e))
       scalars = ev.scalars(result)
       loop.evaluated[name] = result
       loop.monitors.update({f"{name}_{k}": v for k, v in scalars.items()})
