@@ -46,6 +46,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def should_save(self, step: int) -> bool:
+    """Whether `save(step, ...)` without `force` would save (orbax's interval)."""
+    return self.manager.should_save(step)
+
   def save(
     self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
   ) -> bool:
@@ -171,6 +175,23 @@ class BestCheckpointer:
   def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
     model = {"params": state.params, "rest": state.rest}
     self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def discard_after(self, step: int) -> list[int]:
+    """Deletes the checkpoints of steps after `step`, the step a run resumes from.
+
+    A run killed after a best save but before its next regular checkpoint leaves best steps the
+    resumed run replays (bit-identically) and saves again; orbax refuses to save a step twice
+    (`StepAlreadyExistsError`), which would stop every re-run at that step.
+    """
+    newer = [s for s in self.manager.all_steps() if s > step]
+    for s in newer:
+      self.manager.delete(s)
+    if newer:
+      logging.info("Resuming from step %d: best-model steps %s will be replayed.", step, newer)
+    return newer
 
   def best_step(self) -> int | None:
     self.manager.wait_until_finished()

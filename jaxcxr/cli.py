@@ -78,7 +78,13 @@ def quiet_checkpoint_logs() -> None:
 
 
 class UserError(Exception):
-  """A mistake in what the user asked for, reported as its message alone (exit status 2)."""
+  """A mistake in what the user asked for, reported as its message alone (exit status 2).
+
+  A subclass may set another `exit_code` (jaxcxr.training.guards: a diverged run 4, a preempted
+  one 75).
+  """
+
+  exit_code = 2
 
 
 # Where a deliberate `raise` of one of `_USER_ERROR_TYPES` is about the user's input: jaxcxr's own
@@ -321,4 +327,4 @@ def run(
     sys.stderr.write(
       f"{program}: error: {user_error_message(e)}\n(--verbose shows the traceback)\n"
     )
-    sys.exit(2)
+    sys.exit(getattr(e, "exit_code", 2))

@@ -113,6 +113,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Which parameters weight decay applies to: 'kernels' (not biases nor norm scales) or 'all'
   # (PyTorch's SGD/Adam `weight_decay`, as the CheXNet retraining used).
   c.optimizer.decay = "kernels"
+  # Skip up to this many consecutive steps whose gradients are not finite (optax.apply_if_finite:
+  # the update and batch statistics are left out). 0: a non-finite loss or gradient stops the run.
+  c.optimizer.skip_nonfinite = 0
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "cosine"
@@ -311,6 +314,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if not config.get("stages") and not config.total_steps and not config.num_epochs:
     raise ValueError("Set config.total_steps or config.num_epochs to a positive value.")
   require("optimizer.lr", lambda v: 0 < v < float("inf"), "a positive finite number")
+  require("optimizer.skip_nonfinite", non_negative_int, "a non-negative integer (0: stop at once)")
   require("schedule.warmup_steps", non_negative_int, "a non-negative integer")
   require("log_every_steps", positive_int, "a positive integer")
   require("eval_every_steps", non_negative_int, "a non-negative integer (0: only at the end)")

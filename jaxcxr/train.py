@@ -52,6 +52,7 @@ from jaxcxr import (
   workdir_lock,
 )
 from jaxcxr.data import classes, pipeline, splits, tfds_access
+from jaxcxr.training import guards
 from jaxcxr.training import hooks as hooks_lib
 from jaxcxr.training import stages as stages_lib
 from jaxcxr.training import steps as steps_lib
@@ -273,6 +274,7 @@ def _check_monitors(
   return out
 
 
+@guards.restores_sigterm
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config` (stage by stage), checkpointing into `workdir`, then evaluates.
 
@@ -280,6 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     `{split: metrics}` for every split in `config.eval_splits` of the selected state
     (`config.select`); also written (by process 0) to `workdir/eval/<split>.json`. Empty when
     the run halted (`halt_after_steps`) before its end.
+
+  Raises:
+    guards.NonFiniteError: the loss or gradient norm turned non-finite (nothing non-finite is
+      saved; the last finite checkpoint is kept).
+    guards.Preempted: SIGTERM (or a multi-host preemption notice) came during training; the
+      current step was saved and a re-run resumes from it.
   """
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -334,6 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info(
       "Resuming from the checkpoint of step %d (stage %d) in %s", start_step, stage_idx, workdir
     )
+  if best:
+    best.discard_after(start_step)  # best saves of steps this run replays
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -353,6 +363,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   }
   train_metrics = hooks_lib.TrainMetrics(config.log_every_steps, global_bs, start_step)
   halted = False
+  guard = guards.FiniteGuard(
+    config.log_every_steps, checkpointer, best, guards.guard_advice(config)
+  )
+  preempt = guards.Preemption()
+  preempt.arm()  # SIGTERM from here to the loop's end: save this step and exit
   for st in stages[int(state.stage) :]:
     schedule = st.schedule_fn(s.steps_per_epoch)
     tx = st.make_tx(schedule)
@@ -370,7 +385,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       donate_argnums=0,
       out_shardings=(repl, repl),
     )  # fmt: skip
-    hooks: list[Any] = [hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
+    hooks: list[Any] = [guard, hooks_lib.Evaluate(evals, st.eval_every_steps, workdir, is_main)]
     if st.plateau.patience:
       hooks.append(hooks_lib.Plateau(st, monitors[st.plateau.monitor]))
     if st.early_stopping.patience:
@@ -381,11 +396,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       )
     hooks += [
       hooks_lib.Halt(halt_at),
+      preempt,
       train_metrics,
       hooks_lib.Checkpoint(checkpointer, meta, train_iter),
     ]
     loop = hooks_lib.Loop(
-      state=state, stage=st, step=int(state.step), writer=writer, progress=progress
+      state=state, stage=st, step=int(state.step), writer=writer, progress=progress, guard=guard
     )
     compiled = False
     while not loop.stage_over and not loop.halt:
@@ -410,6 +426,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if loop.halt and not (loop.stage_over and st.index == len(stages) - 1):
       halted = True
       break
+  preempt.disarm()
+  halted = halted or preempt.stopped_at is not None
   if progress:
     progress.close()
   checkpointer.wait()
@@ -437,6 +455,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if results and is_main and config.report.html:
     _html_report(workdir)
   workdir_lock.release(workdir)
+  preempt.raise_if_stopped(checkpointer.directory)
   return results
 
 

@@ -80,6 +80,12 @@ class Classification:
     source = self.ctx.data.split(split)
     self.last = predict_split(self.ctx, state, source)
     labels, probs = self.last["label"], self.last["probs"]
+    bad = int(np.sum(~np.isfinite(probs).all(axis=-1)))
+    if bad:  # A diverged model (finite but huge weights overflow); the training loop's guard
+      # turns this into its non-finite error, naming the step and the last checkpoint.
+      raise FloatingPointError(
+        f"The model's outputs on split {split!r} are not finite for {bad} of {len(probs)} examples."
+      )
     n_boot = int(self.cfg.get("bootstrap", 0))
     if n_boot:
       # Patient-level intervals beside every metric; same point values as below.

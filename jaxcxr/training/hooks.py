@@ -2,8 +2,12 @@
 
 The loop (`jaxcxr.train.train_and_evaluate`) owns a `Loop` record (the state, the stage, the
 step, the latest monitored scalars) and calls `hook.after_step(loop)` for each hook in order:
-train-metric means, evaluation, plateau, early stopping, best checkpoint, halting, checkpoint.
-A hook reads and writes the record only; none runs the model except `Evaluate`.
+the finite guard, evaluation, plateau, early stopping, best checkpoint, halting, preemption,
+train-metric means, checkpoint (the guard and preemption hooks live in `training.guards`).
+A hook reads and writes the record only; none runs the model except `Evaluate`. Hooks that read
+the state on the host (logging, evaluation, saves) call `loop.ensure_finite()` first: the
+`jaxcxr.training.guards.FiniteGuard` check, which stops a diverged run before it is evaluated or
+saved.
 """
 
 from __future__ import annotations
@@ -36,10 +40,16 @@ class Loop:
   monitors: dict[str, float] = dataclasses.field(default_factory=dict)  # Latest scalars.
   stage_over: bool = False  # The stage ends after this step (length reached or early stop).
   halt: bool = False  # Save and exit after this step.
+  guard: Any = None  # A guards.FiniteGuard (None: no check).
 
   @property
   def stage_step(self) -> int:
     return int(self.state.stage_step)
+
+  def ensure_finite(self) -> None:
+    """Raises `guards.NonFiniteError` if a step not yet checked was not finite."""
+    if self.guard is not None:
+      self.guard.check(self)
 
 
 def stage_over(state: Any, stage: stages_lib.Stage) -> bool:
@@ -60,6 +70,7 @@ class TrainMetrics:
     self.buffer.append(loop.step_metrics)
     if loop.step % self.every and not loop.stage_over and not loop.halt:
       return
+    loop.ensure_finite()
     stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *self.buffer))
     scalars = {k: float(np.mean(v)) for k, v in stacked.items()}
     scalars["lr"] = float(stacked["lr"][-1])  # The rate now, not a mean.
@@ -94,7 +105,13 @@ class Evaluate:
       every = ev.every_steps or self.default_every
       if not every or loop.stage_step % every:
         continue
-      result = ev.run(loop.state)
+      loop.ensure_finite()
+      try:
+        result = ev.run(loop.state)
+      except FloatingPointError as e:  # finite weights whose outputs overflow
+        if loop.guard is None:
+          raise
+        loop.guard.fail(loop.step, loop.stage.index, str(e))
       scalars = ev.scalars(result)
       loop.evaluated[name] = result
       loop.monitors.update({f"{name}_{k}": v for k, v in scalars.items()})
@@ -175,6 +192,7 @@ class BestCheckpoint:
   def after_step(self, loop: Loop) -> None:
     value = _monitored(loop, self.monitor, self.evaluator)
     if value is not None:
+      loop.ensure_finite()
       self.best.save(loop.step, loop.state, {self.monitor: value})
 
 
@@ -198,6 +216,8 @@ class Checkpoint:
   def after_step(self, loop: Loop) -> None:
     meta = {**self.meta, "step": loop.step, "stage": loop.stage.index}
     force = loop.stage_over or loop.halt
+    if force or self.checkpointer.should_save(loop.step):
+      loop.ensure_finite()  # Only where it saves: a check is a device-to-host sync.
     self.checkpointer.save(loop.step, loop.state, self.data_iterator, meta, force=force)
 
 

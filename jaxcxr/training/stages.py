@@ -101,7 +101,15 @@ class Stage:
     )
 
   def make_tx(self, schedule: optim.Schedule) -> optax.GradientTransformation:
-    """The stage's optimizer: frozen parameters to `set_to_zero`, multipliers as `scale`."""
+    """The stage's optimizer: frozen parameters to `set_to_zero`, multipliers as `scale`; with
+    `optimizer.skip_nonfinite = N`, all of it inside `optax.apply_if_finite` (up to N consecutive
+    steps with non-finite gradients are skipped; its counters live in the optimizer state, so
+    they are checkpointed and a resumed run continues them exactly)."""
+    tx = self._make_tx(schedule)
+    skip = int(self.optimizer.get("skip_nonfinite", 0))
+    return optax.apply_if_finite(tx, max_consecutive_errors=skip) if skip else tx
+
+  def _make_tx(self, schedule: optim.Schedule) -> optax.GradientTransformation:
     main = optim.make_optimizer(self.optimizer, schedule)
     if self.all_train:
       return main  # The single-stage transform, unchanged.

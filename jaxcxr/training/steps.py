@@ -5,6 +5,11 @@ The Flax NNX model is split once into a static graph and its state (`nnx.split`)
 from the global step, so resumed and uninterrupted runs draw the same augmentation and dropout.
 Frozen parameters (staged fine-tuning) pass through `jax.lax.stop_gradient`, so JAX computes no
 gradient for them and prunes the backward pass below the lowest trainable layer.
+
+Each step also reports `finite`: whether its loss and gradient norm are finite and so is the whole
+new state (or the step was skipped by `optax.apply_if_finite`, `config.optimizer.skip_nonfinite`).
+It stays on the device; `jaxcxr.training.guards.FiniteGuard` fetches the flags only where the loop
+syncs anyway (logging, evaluation, a save), so the check costs no extra device-to-host round trip.
 """
 
 from __future__ import annotations
@@ -139,6 +144,9 @@ def train_step(
   if keep_stats is not None:
     new_rest = jax.tree.map(lambda o, n, k: o if k else n, state.rest, new_rest, keep_stats)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  skipped = skipped_update(opt_state)
+  if skipped is not None:  # A skipped step leaves the batch statistics as they were too.
+    new_rest = jax.tree.map(lambda o, n: jnp.where(skipped, o, n), state.rest, new_rest)
   scale = state.plateau.scale
   if plateau:
     updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
@@ -150,13 +158,39 @@ def train_step(
     rest=new_rest,
     opt_state=opt_state,
   )
+  grad_norm = optax.tree.norm(grads)
+  step_ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  if skipped is not None:
+    step_ok = step_ok | skipped
   step_metrics = {
     "loss": loss,
     "accuracy": batch_accuracy(logits, batch["label"]),
-    "grad_norm": optax.tree.norm(grads),
+    "grad_norm": grad_norm,
     "lr": schedule(state.stage_step) * scale if plateau else schedule(state.stage_step),
+    # One fused reduction over the new state: cheap next to the backward pass.
+    "finite": step_ok & all_finite((params, new_rest, opt_state)),
   }
+  if skipped is not None:
+    step_metrics["skipped"] = skipped
   return new_state, step_metrics
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every floating-point leaf of `tree` is finite (a device bool)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.True_
+
+
+def skipped_update(opt_state: Any) -> jax.Array | None:
+  """Whether `optax.apply_if_finite` (the outermost transform) found this step's gradients
+  non-finite, and so rejected its update; None when the optimizer does not skip.
+
+  Once more than `max_consecutive_errors` come in a row it applies the non-finite update instead;
+  the new state is then non-finite, which the `finite` flag reports (and the guard stops the run).
+  """
+  if not isinstance(opt_state, optax.ApplyIfFiniteState):
+    return None
+  return ~opt_state.last_finite
 
 
 def batch_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
