@@ -17,6 +17,9 @@ from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # 'classification', or 'segmentation' (a dataset with `mask`s, e.g. lung_segmentation; a UNet,
+  # loss 'bce_dice', the 'segmentation' evaluator's Dice/IoU; jaxcxr.models.unet).
+  c.task = "classification"
 
   c.input = ml_collections.ConfigDict()
   c.input.data = "synthetic_cxr"  # TFDS name, `dataset` or `dataset/config`.
@@ -111,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-class loss weights: 'none', 'balanced' (n / (k * n_c) from the training split's class
   # counts, scikit-learn's rule) or comma-separated floats in class order ('1,2.5,1').
   c.loss.class_weights = "none"
+  c.loss.dice_weight = 1.0  # 'bce_dice': loss = BCE + dice_weight * (1 - soft Dice).
 
   c.augment = ml_collections.ConfigDict()
   c.augment.flip = 0.0
@@ -285,3 +289,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")
+  tasks = ("classification", "segmentation")
+  if config.get("task", "classification") not in tasks:
+    raise ValueError(f"config.task={config.task!r}: expected one of {tasks}.")
+  if (config.get("task") == "segmentation") != (config.loss.name == "bce_dice"):
+    raise ValueError(
+      f"config.task={config.get('task', 'classification')!r} with config.loss.name="
+      f"{config.loss.name!r}: segmentation trains with 'bce_dice', which only it can use."
+    )
+  require("loss.dice_weight", lambda v: 0 <= v < float("inf"), "a non-negative number")

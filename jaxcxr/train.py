@@ -172,6 +172,11 @@ def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
       f"config.num_classes={config.num_classes} but the data has "
       f"{len(class_names)} classes {class_names}."
     )
+  if data.segmentation != steps_lib.is_segmentation(config):
+    raise ValueError(
+      f"config.task={config.task!r} but {config.input.data or config.input.mixture} "
+      + ("holds masks: set config.task='segmentation'." if data.segmentation else "has no masks.")
+    )
   if data.multi_label and config.loss.name != "sigmoid_xent":
     raise ValueError(
       f"{config.input.data or config.input.mixture} is multi-label: set "
@@ -224,8 +229,14 @@ def _evaluators(config: ml_collections.ConfigDict, ctx: evaluators.EvalContext) 
   """The evaluators run during training: `config.evals`, or classification on val_split."""
   cfgs = dict(config.evals.items())
   if not cfgs and config.val_split:
-    cfgs = {"val": ml_collections.ConfigDict({"type": "classification", "split": config.val_split})}
+    kind = report_type(config)
+    cfgs = {"val": ml_collections.ConfigDict({"type": kind, "split": config.val_split})}
   return {name: evaluators.create(name, cfg, ctx) for name, cfg in cfgs.items()}
+
+
+def report_type(config: ml_collections.ConfigDict) -> str:
+  """The evaluator type of the default validation and the final reports, by `config.task`."""
+  return "segmentation" if steps_lib.is_segmentation(config) else "classification"
 
 
 def _monitor_evaluator(monitor: str, evals: dict[str, Any], what: str) -> str:
@@ -445,11 +456,13 @@ def final_reports(
   writer: Any = None,
   suffix: str = "",
 ) -> dict[str, Any]:
-  """Evaluates `splits` with the classification evaluator; writes each split's report and
+  """Evaluates `splits` with the task's evaluator (`report_type`); writes each split's report and
   per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`)."""
   results = {}
   for split in splits:
-    cfg = ml_collections.ConfigDict({"split": split, **ctx.config.report.to_dict()})
+    cfg = ml_collections.ConfigDict(
+      {"split": split, "type": report_type(ctx.config), **ctx.config.report.to_dict()}
+    )
     ev = evaluators.create(split, cfg, ctx)
     results[split] = {**ev.run(state), "selected": selected}
     hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
@@ -483,6 +496,13 @@ def format_eval(split: str, r: dict[str, Any]) -> str:
     v, ci = r.get(key), r.get(f"{key}_ci95")
     text = "n/a" if v is None else f"{v:.4f}"
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+  if "dice" in r:  # The segmentation evaluator's report.
+    return (
+      f"[{split}] n={r['num_examples']} dice={fmt('dice')} (min {fmt('dice_min')}, median "
+      f"{fmt('dice_median')}) iou={fmt('iou')} fallbacks={r.get('fallbacks', 0)} "
+      f"loss={r['loss']:.4f}"
+    )
 
   return (
     f"[{split}] n={r['num_examples']} accuracy={fmt('accuracy')} "
