@@ -10,6 +10,9 @@ two largest 8-connected components (the two lungs; specks elsewhere are dropped)
 the image below `min_area` or above `max_area`, e.g. a failed prediction on an unusual image),
 the mask falls back to the whole image, so a downstream masked classifier sees the unmasked
 radiograph rather than a wrong cut-out; the fallbacks are counted and reported.
+
+`overlay_grid` draws masks over their radiographs for the run report: the reference outline in
+red, the prediction's in green, where they coincide yellow.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["PostprocessConfig", "dice_iou", "postprocess", "postprocess_batch"]
+__all__ = [
+  "PostprocessConfig",
+  "dice_iou",
+  "overlay_grid",
+  "postprocess",
+  "postprocess_batch",
+]
 
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
@@ -80,3 +89,27 @@ def postprocess_batch(
   for i, m in enumerate(flat):
     out[i], fell[i] = postprocess(m, cfg)
   return out.reshape(masks.shape), fell
+
+
+def _outline(m: np.ndarray) -> np.ndarray:
+  m = np.asarray(m) > 0
+  return m & ~ndimage.binary_erosion(m, structure=_EIGHT)
+
+
+def overlay_grid(
+  images: np.ndarray, pred: np.ndarray, target: np.ndarray, columns: int = 4
+) -> np.ndarray:
+  """uint8 RGB tiles of grey `images` (N, H, W) with the outlines of `target` (red) and `pred`
+  (green; yellow where both), `columns` per row, 2 px gaps."""
+  n, h, w = images.shape[:3]
+  rows = -(-n // columns)
+  grid = np.zeros((rows * (h + 2), columns * (w + 2), 3), np.uint8)
+  for i in range(n):
+    tile = np.repeat(np.asarray(images[i]).reshape(h, w, 1), 3, -1).astype(np.uint8)
+    ref, got = _outline(target[i].reshape(h, w)), _outline(pred[i].reshape(h, w))
+    tile[ref] = (255, 0, 0)
+    tile[got] = (0, 255, 0)
+    tile[ref & got] = (255, 255, 0)
+    r, c = divmod(i, columns)
+    grid[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = tile
+  return grid

@@ -114,6 +114,18 @@ def test_postprocess_falls_back_to_the_whole_image_on_an_implausible_area():
   assert batch.shape == (2, 40, 40, 1) and flags.tolist() == [True, True]
 
 
+def test_overlay_grid_draws_both_outlines():
+  img = np.full((2, 20, 20), 100, np.uint8)
+  ref = np.zeros((2, 20, 20), np.uint8)
+  ref[:, 5:15, 5:15] = 1
+  pred = np.roll(ref, 3, axis=2)
+  grid = masks.overlay_grid(img, pred, ref, columns=2)
+  assert grid.shape == (22, 44, 3)
+  tile = grid[:20, :20]
+  assert (tile[5, 5] == (255, 0, 0)).all() and (tile[5, 17] == (0, 255, 0)).all()
+  assert (tile[10, 10] == 100).all()  # Inside both: the radiograph shows through.
+
+
 def test_segmentation_needs_its_loss():
   c = config_lib.base_config()
   c.total_steps = 1
@@ -142,6 +154,7 @@ def test_tiny_recipe_trains_and_reports_dice(tfds_dir, tmp_path):
     pred = np.load(os.path.join(workdir, "eval", f"{split}_predictions.npz"))
     assert pred["pred"].shape == pred["target"].shape == (r["num_examples"], 32, 32)
     np.testing.assert_allclose(pred["dice"].mean(), r["dice"])
+    assert os.path.isfile(os.path.join(workdir, "eval", f"{split}_predictions_overlays.png"))
   # Patient-disjoint splits from the builder's patient ids.
   with open(os.path.join(workdir, "data_splits.json")) as f:
     patients = json.load(f)["patients"]

@@ -7,7 +7,8 @@ resolution, against the stored mask resized as the images are. With `postprocess
 the masks are first cleaned by `jaxcxr.masks.postprocess` (two largest components, holes
 filled, whole-image fallback on an implausible area); the headline `dice` / `iou` are then those
 of the cleaned masks, `dice_raw` / `iou_raw` those before, and `fallbacks` counts the images that
-fell back. Monitors: `<name>_dice`, `<name>_iou`, `<name>_loss` (best checkpoint by
+fell back. The final reports also write the masks and an overlay PNG (`write_predictions`).
+Monitors: `<name>_dice`, `<name>_iou`, `<name>_loss` (best checkpoint by
 `val_dice`).
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from jaxcxr import masks as masks_lib
 from jaxcxr import sharding
@@ -27,13 +29,15 @@ from jaxcxr.evaluators.base import EvalContext, register
 
 
 def predict_masks(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.ndarray]:
-  """Per-example `probs` (N, S, S), `target` masks, `loss`, `index` (into the split) and
-  `patient` of a split at the run's resolution."""
+  """Per-example `probs` (N, S, S), `target` masks, `image`s (uint8), `loss`, `index` (into the
+  split) and `patient` of a split at the run's resolution."""
   config, mesh = ctx.config, ctx.mesh
   global_bs = config.input.eval_batch_size or config.input.batch_size
   local_bs = sharding.local_batch_size(global_bs, mesh)
   per_process = math.ceil(len(source) / jax.process_count())
-  out: dict[str, list[np.ndarray]] = {"probs": [], "target": [], "loss": [], "index": []}
+  out: dict[str, list[np.ndarray]] = {
+    "probs": [], "target": [], "image": [], "loss": [], "index": []
+  }  # fmt: skip
   pad = []
   for b, batch in enumerate(
     pipeline.eval_batches(
@@ -47,13 +51,20 @@ def predict_masks(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.nda
     sharded = sharding.shard_batch(batch, mesh)
     o = ctx.eval_step(state, {"image": sharded["image"], "label": sharded["seg"]})
     gathered = sharding.process_allgather(
-      {"probs": o["probs"], "loss": o["loss"], "target": sharded["seg"], "mask": sharded["mask"]}
+      {
+        "probs": o["probs"],
+        "loss": o["loss"],
+        "target": sharded["seg"],
+        "image": sharded["image"],
+        "mask": sharded["mask"],
+      }
     )
     rows = np.concatenate(
       [p * per_process + b * local_bs + np.arange(local_bs) for p in range(jax.process_count())]
     )
     out["probs"].append(np.asarray(gathered["probs"])[..., 0])
     out["target"].append(np.asarray(gathered["target"])[..., 0])
+    out["image"].append(np.asarray(gathered["image"])[..., 0])
     out["loss"].append(np.asarray(gathered["loss"]))
     out["index"].append(rows)
     pad.append(np.asarray(gathered["mask"]))
@@ -138,9 +149,16 @@ class Segmentation:
     keys = ("dice", "iou", "dice_min", "dice_raw", "loss", "fallbacks")
     return {k: float(result[k]) for k in keys if k in result}
 
-  def write_predictions(self, path: str) -> None:
+  def write_predictions(self, path: str, num_overlays: int = 16) -> None:
     """The last run's per-image outputs as an `.npz`: Dice, IoU, fallback flags, index, patient,
-    and the predicted and reference masks (uint8 0/1) at the run's resolution."""
+    the images and the predicted and reference masks (uint8 0/1) at the run's resolution; and
+    beside it `<path without .npz>_overlays.png`: the `num_overlays` images of lowest Dice with
+    both outlines (`jaxcxr.masks.overlay_grid`; worst first, where a reader should look)."""
     if self.last is None:
       raise RuntimeError(f"Evaluator {self.name!r} has not run yet.")
     np.savez_compressed(path, **self.last)
+    worst = np.argsort(self.last["dice"], kind="stable")[:num_overlays]
+    grid = masks_lib.overlay_grid(
+      self.last["image"][worst], self.last["pred"][worst], self.last["target"][worst]
+    )
+    Image.fromarray(grid).save(path.removesuffix(".npz") + "_overlays.png")
