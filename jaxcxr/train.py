@@ -318,6 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     seed=config.seed,
     num_workers=config.input.num_workers,
     num_threads=config.input.num_threads,
+    with_masks=data.segmentation,
   )
   checkpointer = ckpt_lib.Checkpointer(
     os.path.join(workdir, "checkpoints"),

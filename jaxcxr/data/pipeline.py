@@ -35,12 +35,15 @@ def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
 
 
 class Preprocess(grain.transforms.Map):
-  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S; a record
-  with a `mask` (segmentation data) also gives 'mask': uint8 0/1 (S, S, 1)."""
+  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S; with
+  `with_mask` (segmentation data) also 'mask': uint8 0/1 (S, S, 1) from the record's `mask`.
+  (Classification records may carry a `mask` of their own, e.g. covid_chestxray's; it is not
+  read then.)"""
 
-  def __init__(self, image_size: int, label_key: str = "label"):
+  def __init__(self, image_size: int, label_key: str = "label", with_mask: bool = False):
     self.image_size = int(image_size)
     self.label_key = label_key
+    self.with_mask = with_mask
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     # Radiographs are grey; RGB(A) copies (common in the COVID collections) and deeper pixels are
@@ -54,7 +57,7 @@ class Preprocess(grain.transforms.Map):
       # A class id, or a multi-hot float vector for multi-label data.
       "label": np.int32(label) if np.ndim(label) == 0 else np.asarray(label, np.float32),
     }
-    if "mask" in element:
+    if self.with_mask:
       out["mask"] = resize_mask(element["mask"], self.image_size)
     return out
 
@@ -67,6 +70,7 @@ def train_iterator(
   seed: int,
   num_workers: int = 0,
   num_threads: int = 4,
+  with_masks: bool = False,
 ) -> grain.DataLoaderIterator:
   """An endless iterator of this process's training batches (checkpointable via grain).
 
@@ -77,6 +81,7 @@ def train_iterator(
     seed: shuffling seed; each epoch is reshuffled deterministically from it.
     num_workers: grain worker processes (0: decode in threads of this process).
     num_threads: reader threads per worker.
+    with_masks: segmentation data: batches also hold the records' masks (`mask`).
   """
   if len(split) < local_batch_size * jax.process_count():
     raise ValueError(
@@ -94,7 +99,7 @@ def train_iterator(
     data_source=split,
     sampler=sampler,
     operations=[
-      Preprocess(image_size),
+      Preprocess(image_size, with_mask=with_masks),
       grain.transforms.Batch(local_batch_size, drop_remainder=True),
     ],
     worker_count=num_workers,
@@ -124,7 +129,7 @@ def eval_batches(
   num_batches = max(1, math.ceil(per_process / local_batch_size))
   ds = (
     grain.MapDataset.source(split)[start:stop]
-    .map(Preprocess(image_size))
+    .map(Preprocess(image_size, with_mask=with_masks))
     .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
   it = iter(ds)
