@@ -22,13 +22,17 @@ def jitted_steps(c: ml_collections.ConfigDict, num_classes: int):
   state = sharding.replicate(state, mesh)
   rng = np.random.default_rng(0)
   local, size = sharding.local_batch_size(c.input.batch_size, mesh), c.input.image_size
-  batch = sharding.shard_batch(
-    {
-      "image": rng.integers(0, 256, (local, size, size, 1), dtype=np.uint8),
-      "label": rng.integers(0, num_classes, (local,), dtype=np.int32),
-    },
-    mesh,
-  )
+  host = {
+    "image": rng.integers(0, 256, (local, size, size, 1), dtype=np.uint8),
+    "label": rng.integers(0, num_classes, (local,), dtype=np.int32),
+  }
+  if c.get("task") == "segmentation":  # 0/1 masks, one blob per image.
+    yy, xx = np.mgrid[:size, :size]
+    host["mask"] = np.broadcast_to(
+      ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2)[None, :, :, None],
+      (local, size, size, 1),
+    ).astype(np.uint8)
+  batch = sharding.shard_batch(host, mesh)
   step = jax.jit(train.bind_train_step(c, graphdef, tx, schedule, num_classes), donate_argnums=0)
   forward = jax.jit(functools.partial(train.predict_step, graphdef=graphdef, config=c))
   return state, batch, step, forward

@@ -17,6 +17,9 @@ from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # 'classification', or 'segmentation' (a dataset with `mask`s, e.g. lung_segmentation; a UNet,
+  # loss 'bce_dice', the 'segmentation' evaluator's Dice/IoU; jaxcxr.models.unet).
+  c.task = "classification"
 
   c.input = ml_collections.ConfigDict()
   c.input.data = "synthetic_cxr"  # TFDS name, `dataset` or `dataset/config`.
@@ -135,6 +138,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-class loss weights: 'none', 'balanced' (n / (k * n_c) from the training split's class
   # counts, scikit-learn's rule) or comma-separated floats in class order ('1,2.5,1').
   c.loss.class_weights = "none"
+  c.loss.dice_weight = 1.0  # 'bce_dice': loss = BCE + dice_weight * (1 - soft Dice).
 
   c.augment = ml_collections.ConfigDict()
   c.augment.flip = 0.0
@@ -339,6 +343,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   from jaxcxr import post_hoc  # pylint: disable=g-import-not-at-top
 
   post_hoc.parse_operating_point(config.report.operating_point)  # Its syntax; classes at setup.
+  tasks = ("classification", "segmentation")
+  if config.get("task", "classification") not in tasks:
+    raise ValueError(f"config.task={config.task!r}: expected one of {tasks}.")
+  if (config.get("task") == "segmentation") != (config.loss.name == "bce_dice"):
+    raise ValueError(
+      f"config.task={config.get('task', 'classification')!r} with config.loss.name="
+      f"{config.loss.name!r}: segmentation trains with 'bce_dice', which only it can use."
+    )
+  require("loss.dice_weight", lambda v: 0 <= v < float("inf"), "a non-negative number")
 
 
 def from_run_json(saved: dict) -> ml_collections.ConfigDict:

@@ -1,9 +1,13 @@
-"""Losses picked by name from `config.loss` (all from optax).
+"""Losses picked by name from `config.loss` (optax's cross-entropies; the soft Dice here).
 
 - `softmax_xent`: cross-entropy with label smoothing (Szegedy et al. 2016), the loss of the
   fastai-based EfficientNet/ResNet study (`LabelSmoothingCrossEntropy`, eps=0.1).
 - `sigmoid_xent`: binary cross-entropy on one-hot targets (CheXNet-style sigmoid heads), or on
   multi-hot targets for multi-label data (ChestX-ray14's 14 findings).
+- `bce_dice`: segmentation: per-pixel binary cross-entropy plus `dice_weight` times the soft
+  Dice loss `1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s)` per image and channel (Milletari,
+  Navab and Ahmadi 2016, V-Net; smoothing `s = 1` as segmentation_models_pytorch), on sigmoid
+  probabilities `p` and 0/1 masks `t`; logits and masks are `(N, H, W, C)`.
 """
 
 from __future__ import annotations
@@ -17,13 +21,31 @@ import numpy as np
 import optax
 from sklearn.utils import class_weight
 
-LOSSES = ("softmax_xent", "sigmoid_xent")
+LOSSES = ("softmax_xent", "sigmoid_xent", "bce_dice")
+SIGMOID_LOSSES = ("sigmoid_xent", "bce_dice")  # Probabilities are sigmoids, not a softmax.
+DICE_SMOOTH = 1.0
+
+
+def soft_dice(probs: jax.Array, masks: jax.Array, smooth: float = DICE_SMOOTH) -> jax.Array:
+  """Soft Dice coefficient per image and channel, `(N, C)`, of probabilities and 0/1 masks."""
+  axes = (1, 2)
+  inter = jnp.sum(probs * masks, axes)
+  return (2.0 * inter + smooth) / (jnp.sum(probs, axes) + jnp.sum(masks, axes) + smooth)
+
+
+def bce_dice(logits: jax.Array, masks: jax.Array, dice_weight: float = 1.0) -> jax.Array:
+  """Per-image loss: mean per-pixel BCE plus `dice_weight` times the mean soft Dice loss."""
+  logits, masks = logits.astype(jnp.float32), masks.astype(jnp.float32)
+  bce = optax.sigmoid_binary_cross_entropy(logits, masks).mean((1, 2, 3))
+  dice = soft_dice(jax.nn.sigmoid(logits), masks).mean(-1)
+  return bce + dice_weight * (1.0 - dice)
 
 
 def make_loss(
   cfg: ml_collections.ConfigDict, num_classes: int, class_weights: np.ndarray | None = None
 ) -> Callable[..., jax.Array]:
-  """Returns `loss(logits, labels) -> per-example loss`; labels are integer class ids.
+  """Returns `loss(logits, labels) -> per-example loss`; labels are integer class ids (or
+  multi-hot rows; for `bce_dice`, 0/1 masks like the logits).
 
   Args:
     cfg: `config.loss`.
@@ -41,6 +63,12 @@ def make_loss(
     weights = jnp.asarray(class_weights, jnp.float32)
     if weights.shape != (num_classes,):
       raise ValueError(f"class_weights has shape {weights.shape}; expected ({num_classes},).")
+
+  if name == "bce_dice":
+    if weights is not None:
+      raise ValueError("config.loss.class_weights does not apply to config.loss.name='bce_dice'.")
+    dice_weight = float(cfg.get("dice_weight", 1.0))
+    return lambda logits, masks: bce_dice(logits, masks, dice_weight)
 
   def loss(logits, labels):
     logits = logits.astype(jnp.float32)

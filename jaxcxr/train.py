@@ -174,6 +174,11 @@ def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
       f"config.num_classes={config.num_classes} but the data has "
       f"{len(class_names)} classes {class_names}."
     )
+  if data.segmentation != steps_lib.is_segmentation(config):
+    raise ValueError(
+      f"config.task={config.task!r} but {config.input.data or config.input.mixture} "
+      + ("holds masks: set config.task='segmentation'." if data.segmentation else "has no masks.")
+    )
   if data.multi_label and config.loss.name != "sigmoid_xent":
     raise ValueError(
       f"{config.input.data or config.input.mixture} is multi-label: set "
@@ -226,8 +231,14 @@ def _evaluators(config: ml_collections.ConfigDict, ctx: evaluators.EvalContext) 
   """The evaluators run during training: `config.evals`, or classification on val_split."""
   cfgs = dict(config.evals.items())
   if not cfgs and config.val_split:
-    cfgs = {"val": ml_collections.ConfigDict({"type": "classification", "split": config.val_split})}
+    kind = report_type(config)
+    cfgs = {"val": ml_collections.ConfigDict({"type": kind, "split": config.val_split})}
   return {name: evaluators.create(name, cfg, ctx) for name, cfg in cfgs.items()}
+
+
+def report_type(config: ml_collections.ConfigDict) -> str:
+  """The evaluator type of the default validation and the final reports, by `config.task`."""
+  return "segmentation" if steps_lib.is_segmentation(config) else "classification"
 
 
 def _monitor_evaluator(monitor: str, evals: dict[str, Any], what: str) -> str:
@@ -317,6 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     seed=config.seed,
     num_workers=config.input.num_workers,
     num_threads=config.input.num_threads,
+    with_masks=data.segmentation,
   )
   checkpointer = ckpt_lib.Checkpointer(
     os.path.join(workdir, "checkpoints"),
@@ -452,7 +464,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     best.close()
   if writer:
     writer.close()
-  if results and is_main and config.report.html:
+  # The run report is of classification runs (segmentation writes its overlays with its reports).
+  if results and is_main and config.report.html and report_type(config) == "classification":
     _html_report(workdir)
   workdir_lock.release(workdir)
   preempt.raise_if_stopped(checkpointer.directory)
@@ -468,19 +481,22 @@ def final_reports(
   writer: Any = None,
   suffix: str = "",
 ) -> dict[str, Any]:
-  """Evaluates `splits` with the classification evaluator; writes each split's report and
+  """Evaluates `splits` with the task's evaluator (`report_type`); writes each split's report and
   per-example predictions (`eval/<split><suffix>.json`, `eval/<split><suffix>_predictions.npz`).
 
-  A temperature and per-class thresholds are fitted on `config.val_split` only, saved under
-  `WORKDIR/calibration/` and applied to the other splits (`jaxcxr.post_hoc`)."""
+  Classification: a temperature and per-class thresholds are fitted on `config.val_split` only,
+  saved under `WORKDIR/calibration/` and applied to the other splits (`jaxcxr.post_hoc`)."""
   results, evs = {}, {}
+  kind = report_type(ctx.config)
   for split in splits:
-    cfg = ml_collections.ConfigDict({"split": split, **ctx.config.report.to_dict()})
+    cfg = ml_collections.ConfigDict({"split": split, "type": kind, **ctx.config.report.to_dict()})
     evs[split] = ev = evaluators.create(split, cfg, ctx)
     results[split] = {**ev.run(state), "selected": selected}
-  post = post_hoc.for_splits(ctx, state, evs, workdir, suffix, write=jax.process_index() == 0)
+  if kind == "classification":  # Temperatures and thresholds are of class probabilities.
+    post = post_hoc.for_splits(ctx, state, evs, workdir, suffix, write=jax.process_index() == 0)
+    for split in evs:
+      results[split].update(post.get(split, {}))
   for split, ev in evs.items():
-    results[split].update(post.get(split, {}))
     hooks_lib.log_eval(writer, split, ev.scalars(results[split]), selected["step"])
     if jax.process_index() == 0:
       name = f"{split}{suffix}"
@@ -525,6 +541,13 @@ def format_eval(split: str, r: dict[str, Any]) -> str:
     v, ci = r.get(key), r.get(f"{key}_ci95")
     text = "n/a" if v is None else f"{v:.4f}"
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+  if "dice" in r:  # The segmentation evaluator's report.
+    return (
+      f"[{split}] n={r['num_examples']} dice={fmt('dice')} (min {fmt('dice_min')}, median "
+      f"{fmt('dice_median')}) iou={fmt('iou')} fallbacks={r.get('fallbacks', 0)} "
+      f"loss={r['loss']:.4f}"
+    )
 
   return (
     f"[{split}] n={r['num_examples']} accuracy={fmt('accuracy')} "

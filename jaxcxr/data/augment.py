@@ -13,7 +13,8 @@ Config (`config.augment`): flip (probability), vflip (vertical flip probability,
 [0, 1] images), contrast (max relative change), gamma ((lo, hi): out = in ** g, g uniform;
 Alotaibi 2020's 1.05-1.11), brightness_mult ((lo, hi): out = in * f, Keras' `brightness_range`),
 p_affine, p_lighting (also gates gamma and brightness_mult). All zero/empty means no
-augmentation.
+augmentation. Segmentation (`augment_pair`): the mask takes the image's geometric transforms
+(same draws: affine, flips), never its lighting.
 """
 
 from __future__ import annotations
@@ -28,8 +29,14 @@ import ml_collections
 from jaxcxr.constants import PREPROCESSING_MODES
 
 
-def _augment_one(key: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
-  """Augments one float image (H, W, C) in [0, 1]."""
+def _augment_one(
+  key: jax.Array,
+  image: jax.Array,
+  cfg: ml_collections.ConfigDict,
+  mask: jax.Array | None = None,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+  """Augments one float image (H, W, C) in [0, 1]; and its 0/1 `mask` (H, W, 1), if given,
+  by the same geometric draw (resampled bilinearly, then thresholded at 1/2) and no lighting."""
   k_aff, k_rot, k_zoom, k_tr, k_flip, k_light, k_b, k_c = jax.random.split(key, 8)
   h, w = image.shape[0], image.shape[1]
   rotate = float(cfg.get("rotate_deg", 0.0))
@@ -48,16 +55,24 @@ def _augment_one(key: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDic
     center = jnp.array([(h - 1) / 2.0, (w - 1) / 2.0, 0.0])
     offset = center - matrix @ center + jnp.concatenate([shift, jnp.zeros(1)])
     image = pix.affine_transform(image, matrix, offset=offset, order=1, mode="nearest")
+    if mask is not None:
+      # The image's matrix over (y, x, channel) applies to the one-channel mask as it is.
+      mask = pix.affine_transform(mask, matrix, offset=offset, order=1, mode="nearest")
   flip = float(cfg.get("flip", 0.0))
   if flip:
     image = pix.random_flip_left_right(k_flip, image, probability=flip)
+    if mask is not None:  # The same key draws the same flip.
+      mask = pix.random_flip_left_right(k_flip, mask, probability=flip)
   # The ops below draw keys folded from the example's key, so configs without them augment
   # exactly as before they existed.
   vflip = float(cfg.get("vflip", 0.0))
   if vflip:
-    image = pix.random_flip_up_down(jax.random.fold_in(key, 101), image, probability=vflip)
+    k_v = jax.random.fold_in(key, 101)
+    image = pix.random_flip_up_down(k_v, image, probability=vflip)
+    if mask is not None:  # A geometric op: the mask takes the same draw.
+      mask = pix.random_flip_up_down(k_v, mask, probability=vflip)
   gamma, mult = tuple(cfg.get("gamma", ()) or ()), tuple(cfg.get("brightness_mult", ()) or ())
-  if gamma or mult:
+  if gamma or mult:  # Lighting: the image only.
     k_on, k_g, k_m = jax.random.split(jax.random.fold_in(key, 102), 3)
     out = image
     if gamma:  # out = in ** gamma on [0, 1] (dm-pix adjust_gamma, gain 1).
@@ -75,13 +90,26 @@ def _augment_one(key: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDic
     if contrast:
       out = pix.random_contrast(k_c, out, 1.0 - contrast, 1.0 + contrast)
     image = jnp.where(light, out, image)
-  return jnp.clip(image, 0.0, 1.0)
+  image = jnp.clip(image, 0.0, 1.0)
+  if mask is None:
+    return image
+  return image, (mask >= 0.5).astype(mask.dtype)
 
 
 def augment(key: jax.Array, images: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
   """Augments a batch of float images (B, H, W, C) in [0, 1], an independent draw per example."""
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(lambda k, x: _augment_one(k, x, cfg))(keys, images)
+
+
+def augment_pair(
+  key: jax.Array, images: jax.Array, masks: jax.Array, cfg: ml_collections.ConfigDict
+) -> tuple[jax.Array, jax.Array]:
+  """Augments images (B, H, W, C) and their 0/1 masks (B, H, W, 1) together: per example one
+  geometric draw (affine, flip) for both, lighting on the image only. The images get exactly
+  the numbers `augment` would give them with the same key."""
+  keys = jax.random.split(key, images.shape[0])
+  return jax.vmap(lambda k, x, m: _augment_one(k, x, cfg, m))(keys, images, masks)
 
 
 def to_float(images: jax.Array) -> jax.Array:

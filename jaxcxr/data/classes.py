@@ -99,6 +99,7 @@ def read_index(
   """
   out_id = {n: i for i, n in enumerate(class_names)}
   multi = label_kind(builders[0]) == "multi"
+  kinds = [label_kind(b) for b in builders]
   cols = collections.defaultdict(list)
   readers, dropped = [], {}
   for c, (comp, builder) in enumerate(zip(comps, builders, strict=True)):
@@ -108,7 +109,10 @@ def read_index(
     split_readers = {}
     for split in splits:
       split_readers[split] = tfds_access.open_split(builder, split)
-      meta = tfds_access.open_split(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+      skip = {
+        k: tfds.decode.SkipDecoding() for k in ("image", "mask") if k in builder.info.features
+      }
+      meta = tfds_access.open_split(builder, split, decoders=skip)
       for i in range(len(meta)):
         r = meta[i]
         if multi:
@@ -123,9 +127,11 @@ def read_index(
           cols["targets"].append(row)
           cols["label"].append(0)  # Stratum, set below.
         else:
-          target = cmap.get(names[r["label"]])
+          # Segmentation data: every record is of the one class (the mask's foreground).
+          lab = 0 if kinds[c] == "mask" else r["label"]
+          target = cmap.get(names[lab])
           if target is None:
-            key = f"{comp.data}:{split}:{names[r['label']]}"
+            key = f"{comp.data}:{split}:{names[lab]}"
             dropped[key] = dropped.get(key, 0) + 1
             continue
           cols["label"].append(out_id[target])
@@ -167,7 +173,9 @@ def output_classes(comps: list[Component], builders, cfg) -> list[str]:
   seen: list[str] = []
   kinds = {comp.data: label_kind(builder) for comp, builder in zip(comps, builders, strict=True)}
   if len(set(kinds.values())) > 1:
-    raise ValueError(f"A mixture cannot mix single- and multi-label datasets: {kinds}.")
+    raise ValueError(
+      f"A mixture cannot mix single-label, multi-label and segmentation datasets: {kinds}."
+    )
   for comp, builder in zip(comps, builders, strict=True):
     names = label_names(builder)
     bad = sorted(set(comp.class_map) - set(names))

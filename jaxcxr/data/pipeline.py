@@ -25,12 +25,25 @@ from PIL import Image
 from jaxcxr.data.images import to_grey
 
 
-class Preprocess(grain.transforms.Map):
-  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S."""
+def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
+  """A stored 0/255 mask → uint8 0/1 (S, S, 1): resized bilinearly, then thresholded at half,
+  so the outline follows the resized image (nearest-neighbour would shift it by up to a pixel)."""
+  grey = Image.fromarray(to_grey(mask))
+  if grey.size != (image_size, image_size):
+    grey = grey.resize((image_size, image_size), Image.BILINEAR, reducing_gap=None)
+  return (np.asarray(grey, np.uint8) >= 128).astype(np.uint8)[..., None]
 
-  def __init__(self, image_size: int, label_key: str = "label"):
+
+class Preprocess(grain.transforms.Map):
+  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S; with
+  `with_mask` (segmentation data) also 'mask': uint8 0/1 (S, S, 1) from the record's `mask`.
+  (Classification records may carry a `mask` of their own, e.g. covid_chestxray's; it is not
+  read then.)"""
+
+  def __init__(self, image_size: int, label_key: str = "label", with_mask: bool = False):
     self.image_size = int(image_size)
     self.label_key = label_key
+    self.with_mask = with_mask
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     # Radiographs are grey; RGB(A) copies (common in the COVID collections) and deeper pixels are
@@ -39,11 +52,14 @@ class Preprocess(grain.transforms.Map):
     if pil.size != (self.image_size, self.image_size):
       pil = pil.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=None)
     label = element[self.label_key]
-    return {
+    out = {
       "image": np.asarray(pil, np.uint8)[..., None],
       # A class id, or a multi-hot float vector for multi-label data.
       "label": np.int32(label) if np.ndim(label) == 0 else np.asarray(label, np.float32),
     }
+    if self.with_mask:
+      out["mask"] = resize_mask(element["mask"], self.image_size)
+    return out
 
 
 def train_iterator(
@@ -54,6 +70,7 @@ def train_iterator(
   seed: int,
   num_workers: int = 0,
   num_threads: int = 4,
+  with_masks: bool = False,
 ) -> grain.DataLoaderIterator:
   """An endless iterator of this process's training batches (checkpointable via grain).
 
@@ -64,6 +81,7 @@ def train_iterator(
     seed: shuffling seed; each epoch is reshuffled deterministically from it.
     num_workers: grain worker processes (0: decode in threads of this process).
     num_threads: reader threads per worker.
+    with_masks: segmentation data: batches also hold the records' masks (`mask`).
   """
   if len(split) < local_batch_size * jax.process_count():
     raise ValueError(
@@ -81,7 +99,7 @@ def train_iterator(
     data_source=split,
     sampler=sampler,
     operations=[
-      Preprocess(image_size),
+      Preprocess(image_size, with_mask=with_masks),
       grain.transforms.Batch(local_batch_size, drop_remainder=True),
     ],
     worker_count=num_workers,
@@ -91,12 +109,18 @@ def train_iterator(
 
 
 def eval_batches(
-  split: Any, *, local_batch_size: int, image_size: int, num_threads: int = 4
+  split: Any,
+  *,
+  local_batch_size: int,
+  image_size: int,
+  num_threads: int = 4,
+  with_masks: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of a split, once, in order, as padded batches with a `mask`.
 
   Every process yields the same number of batches (collectives need that); padding examples have
-  `mask == 0` and are removed before metrics are computed.
+  `mask == 0` and are removed before metrics are computed. `with_masks`: segmentation data, each
+  batch also has `seg`, the examples' uint8 0/1 masks (S, S, 1) (`mask` stays the padding mask).
   """
   n = len(split)
   per_process = math.ceil(n / jax.process_count())
@@ -105,7 +129,7 @@ def eval_batches(
   num_batches = max(1, math.ceil(per_process / local_batch_size))
   ds = (
     grain.MapDataset.source(split)[start:stop]
-    .map(Preprocess(image_size))
+    .map(Preprocess(image_size, with_mask=with_masks))
     .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
   it = iter(ds)
@@ -117,9 +141,15 @@ def eval_batches(
     images = np.zeros((local_batch_size, image_size, image_size, 1), np.uint8)
     labels = np.zeros((local_batch_size, *label_shape), label_dtype)
     mask = np.zeros((local_batch_size,), np.float32)
+    seg = np.zeros((local_batch_size, image_size, image_size, 1), np.uint8) if with_masks else None
     for j in range(local_batch_size):
       if ex is None:
         break
       images[j], labels[j], mask[j] = ex["image"], ex["label"], 1.0
+      if seg is not None:
+        seg[j] = ex["mask"]
       ex = next(it, None)
-    yield {"image": images, "label": labels, "mask": mask}
+    batch = {"image": images, "label": labels, "mask": mask}
+    if seg is not None:
+      batch["seg"] = seg
+    yield batch

@@ -53,14 +53,20 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if scfg.method not in SPLIT_METHODS:
     raise ValueError(f"config.input.splits.method={scfg.method!r} is not one of {SPLIT_METHODS}.")
   class_names = classes.output_classes(comps, builders, cfg)
-  multi = tfds_access.label_kind(builders[0]) == "multi"
+  kind = tfds_access.label_kind(builders[0])
+  multi = kind == "multi"
   if multi and cfg.get("balance", "none") != "none":
     raise ValueError(
       "config.input.balance resamples by class; it is undefined for multi-label data."
     )
   if multi and scfg.test_per_class:
     raise ValueError("config.input.splits.test_per_class is undefined for multi-label data.")
-  plain = len(comps) == 1 and not comps[0].class_map and not comps[0].splits and not multi
+  plain = (
+    len(comps) == 1
+    and not comps[0].class_map
+    and not comps[0].splits
+    and kind == "single"  # Multi-label and segmentation records need the index's labels.
+  )
   if scfg.get("balance", "none") != "none" and scfg.method == "builder":
     raise ValueError(
       "config.input.splits.balance resamples the pool a re-split draws from; set "
@@ -154,4 +160,4 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
   if scfg.method != "builder":
     resplit.check_disjoint(splits)
   logging.info("Data splits: %s", report)
-  return Data(splits, class_names, report, multi_label=multi)
+  return Data(splits, class_names, report, multi_label=multi, segmentation=kind == "mask")

@@ -206,22 +206,32 @@ def class_names(builder: tfds.core.DatasetBuilder, label_key: str = "label") -> 
   return list(feature.names)
 
 
+# The one "class" of a segmentation dataset (a `mask` image and no label): its foreground.
+MASK_CLASS = "mask"
+
+
 def label_kind(builder: tfds.core.DatasetBuilder) -> str:
-  """`single` (a `label` ClassLabel) or `multi` (a `labels` Sequence of ClassLabel)."""
+  """`single` (a `label` ClassLabel), `multi` (a `labels` Sequence of ClassLabel) or `mask`
+  (segmentation: a `mask` image feature and no label)."""
   features = builder.info.features
   if "label" in features and hasattr(features["label"], "names"):
     return "single"
   if "labels" in features and hasattr(getattr(features["labels"], "feature", None), "names"):
     return "multi"
+  if "mask" in features and isinstance(features["mask"], tfds.features.Image):
+    return "mask"
   raise ValueError(
     f"Dataset {builder.info.full_name} has neither a `label` ClassLabel nor a multi-label "
-    f"`labels` Sequence(ClassLabel) feature (features: {sorted(features.keys())}); it cannot "
-    "be trained on as a classifier."
+    f"`labels` Sequence(ClassLabel) feature nor a `mask` image (features: "
+    f"{sorted(features.keys())}); it cannot be trained on."
   )
 
 
 def label_names(builder: tfds.core.DatasetBuilder) -> list[str]:
-  """Class names of `label`, or finding names of multi-label `labels`."""
-  if label_kind(builder) == "single":
+  """Class names of `label`, finding names of multi-label `labels`, or [MASK_CLASS]."""
+  kind = label_kind(builder)
+  if kind == "single":
     return class_names(builder)
+  if kind == "mask":
+    return [MASK_CLASS]
   return list(builder.info.features["labels"].feature.names)

@@ -73,6 +73,7 @@ class Data:
   class_names: list[str]
   report: dict[str, Any]
   multi_label: bool = False
+  segmentation: bool = False  # Records hold a `mask` (one class: its foreground).
 
   def split(self, split: str) -> View:
     """The view of `split`; a clear error if this run has no such split."""

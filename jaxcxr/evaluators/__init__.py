@@ -11,7 +11,10 @@ pass. Register a new one in its own module with `@register('type')` (`evaluators
 import it below.
 """
 
-from jaxcxr.evaluators import classification  # noqa: F401  (registers itself)
+from jaxcxr.evaluators import (
+  classification,  # noqa: F401  (registers itself)
+  segmentation,  # noqa: F401  (registers itself)
+)
 from jaxcxr.evaluators.base import EvalContext, create, register, types
 
 __all__ = ["EvalContext", "create", "register", "types"]

@@ -18,6 +18,7 @@ from jaxcxr.models import efficientnet as efficientnet
 from jaxcxr.models import inception as inception
 from jaxcxr.models import mobilenet as mobilenet
 from jaxcxr.models import resnet as resnet
+from jaxcxr.models import unet as unet
 from jaxcxr.models import vgg as vgg
 from jaxcxr.models.registry import create, get_default_cfg, list_models, param_count, register
 

@@ -295,6 +295,22 @@ class DenseNet(Backbone):
     """
     return nnx.relu(self.features(x, train=train))
 
+  def forward_stages(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
+    """The stem (stride 2, after its ReLU) and each dense block's output before its transition
+    (strides 4 to 16), then ``norm5`` + ReLU (stride 32), finest first: the skip connections
+    a UNet decoder reads (jaxcxr.models.unet; segmentation_models_pytorch's DenseNet taps)."""
+    f = self.features
+    x = nnx.relu(f.norm0(f.conv0(x), use_running_average=not train))
+    out = [x]
+    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i in range(1, f.num_blocks + 1):
+      x = getattr(f, f"denseblock{i}")(x, train=train)
+      if i < f.num_blocks:
+        out.append(x)
+        x = getattr(f, f"transition{i}")(x, train=train)
+    out.append(nnx.relu(f.norm5(x, use_running_average=not train)))
+    return out
+
 
 def _register_densenet(
   name: str,

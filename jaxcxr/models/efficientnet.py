@@ -444,6 +444,32 @@ class EfficientNet(nnx.Module):
         x = blk(x, train=train, rngs=rngs)
     return self.act(self.bn2(self.conv_head(x), use_running_average=ura))
 
+  def forward_stages(
+    self,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    rngs: nnx.Rngs | jax.Array | None = None,
+  ) -> list[jax.Array]:
+    """The last feature map at each stride (2, 4, ... 32), finest first; no head conv.
+
+    The skip connections a UNet decoder reads (jaxcxr.models.unet): a stage's output is kept
+    when the next stage halves the resolution, or it is the last stage (timm's `features_only`
+    taps of EfficientNet: blocks 0, 1, 2, 4 and 6 for B0).
+    """
+    ura = not train
+    rngs = dropout_rngs(rngs)
+    x = self.act(self.bn1(self.conv_stem(x), use_running_average=ura))
+    out = [x]
+    for stage in self.blocks:
+      for blk in stage:
+        x = blk(x, train=train, rngs=rngs)
+      if x.shape[1] == out[-1].shape[1]:
+        out[-1] = x  # Same stride as the last tap: this stage's output replaces it.
+      else:
+        out.append(x)
+    return out
+
   def forward_head(
     self,
     feats: jax.Array,

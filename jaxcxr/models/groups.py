@@ -60,7 +60,15 @@ _INCEPTION = (
   ("head", r"^head/"),
 )
 
+# jaxcxr.models.unet: the encoder (a backbone, pretrained or not), the decoder, the 1x1 head.
+_UNET = (
+  ("encoder", r"^encoder/"),
+  ("decoder", r"^decoder/"),
+  ("head", r"^head/"),
+)
+
 _FAMILIES: tuple[tuple[str, GroupSpec], ...] = (
+  ("unet", _UNET),
   ("resnet", _RESNET),
   ("densenet", _DENSENET),
   ("tf_efficientnet", _EFFICIENTNET),

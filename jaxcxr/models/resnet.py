@@ -257,6 +257,20 @@ class ResNet(Backbone):
         x = blk(x, train=train)
     return x
 
+  def forward_stages(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
+    """The stem's output (stride 2, before the max pool) and each stage's (strides 4 to 32).
+
+    The skip connections a UNet decoder reads (jaxcxr.models.unet), finest first.
+    """
+    x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
+    out = [x]
+    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+      for blk in stage:
+        x = blk(x, train=train)
+      out.append(x)
+    return out
+
 
 def _register_resnet(
   name: str,

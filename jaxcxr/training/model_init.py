@@ -96,8 +96,13 @@ def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> None:
     nnx.update(model, ocp.StandardCheckpointer().restore(os.path.abspath(source), target))
     logging.info("Initialised %s from the converted checkpoint %s", config.model_name, source)
     return
+  # A UNet (jaxcxr.models.unet) takes pretrained backbone weights into its encoder.
+  encoder = getattr(model, "encoder_name", "")
   report = pretrained.load_pretrained(
-    model, source, arch=config.model_name, dont_load=tuple(config.model_load.dont_load)
+    model.encoder if encoder else model,
+    source,
+    arch=encoder or config.model_name,
+    dont_load=tuple(config.model_load.dont_load),
   )
   logging.info("%s", report)
 

@@ -95,7 +95,7 @@ def loss_and_grads(
   """
   # Keys derive from the step, so resumed and uninterrupted runs draw the same numbers.
   aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state.step))
-  images = augment.augment(aug_key, augment.to_float(batch["image"]), config.augment)
+  images, targets = train_inputs(aug_key, batch, config)
   images = model_inputs(images, config)
 
   def compute_loss(params, rest):
@@ -107,13 +107,29 @@ def loss_and_grads(
     logits = model(images, train=True, rngs=nnx.Rngs(dropout=drop_key))
     # The mean is taken over the global batch inside the differentiated function, so gradients
     # are those of the global-batch loss whatever the device count.
-    loss = loss_fn(logits, batch["label"]).mean()
+    loss = loss_fn(logits, targets).mean()
     return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
   (loss, (logits, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
     state.params, state.rest
   )
   return loss, logits, new_rest, grads
+
+
+def is_segmentation(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run segments (`config.task`): targets are masks, outputs per-pixel logits."""
+  return config.get("task", "classification") == "segmentation"
+
+
+def train_inputs(
+  key: jax.Array, batch: dict[str, jax.Array], config: ml_collections.ConfigDict
+) -> tuple[jax.Array, jax.Array]:
+  """Augmented [0, 1] images and the loss targets: class labels, or the masks (segmentation),
+  which take the images' geometric draw (`augment.augment_pair`)."""
+  images = augment.to_float(batch["image"])
+  if is_segmentation(config):
+    return augment.augment_pair(key, images, batch["mask"].astype(jnp.float32), config.augment)
+  return augment.augment(key, images, config.augment), batch["label"]
 
 
 def train_step(
@@ -130,7 +146,8 @@ def train_step(
   keep_stats: Any = None,
   plateau: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels.
+  """One optimisation step on a (global, sharded) batch of uint8 images and integer labels
+  (segmentation: and uint8 0/1 `mask`s).
 
   `trainable`: see `loss_and_grads`. `keep_stats`: a pytree of bools like `state.rest` (None:
   all update); True leaves keep their old value (frozen batch-norm statistics). `plateau`:
@@ -164,7 +181,6 @@ def train_step(
     step_ok = step_ok | skipped
   step_metrics = {
     "loss": loss,
-    "accuracy": batch_accuracy(logits, batch["label"]),
     "grad_norm": grad_norm,
     "lr": schedule(state.stage_step) * scale if plateau else schedule(state.stage_step),
     # One fused reduction over the new state: cheap next to the backward pass.
@@ -172,6 +188,8 @@ def train_step(
   }
   if skipped is not None:
     step_metrics["skipped"] = skipped
+  if not is_segmentation(config):  # Segmentation is judged by its evaluator's Dice.
+    step_metrics["accuracy"] = batch_accuracy(logits, batch["label"])
   return new_state, step_metrics
 
 
@@ -252,7 +270,7 @@ def predict_logits(
 
 def probabilities(logits: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
   """Softmax, or sigmoid for sigmoid losses."""
-  if config.loss.name == "sigmoid_xent":
+  if config.loss.name in losses.SIGMOID_LOSSES:
     return jax.nn.sigmoid(logits)
   return jax.nn.softmax(logits)
 
@@ -265,6 +283,7 @@ def eval_step(
   config: ml_collections.ConfigDict,
   loss_fn: Callable[..., jax.Array],
 ) -> dict[str, jax.Array]:
-  """Probabilities and per-example loss (the training objective) of a labelled batch."""
+  """Probabilities and per-example loss (the training objective) of a labelled batch (the
+  `label` is the mask for segmentation)."""
   logits = predict_logits(state, batch, graphdef=graphdef, config=config)
   return {"probs": probabilities(logits, config), "loss": loss_fn(logits, batch["label"])}
