@@ -79,6 +79,19 @@ def test_joint_augmentation_keeps_a_planted_mask_aligned():
   )
 
 
+def test_vertical_flip_flips_the_mask_with_the_image():
+  m = np.stack([_planted()] * 8)
+  cfg = config_lib.base_config().augment
+  cfg.vflip = 0.5  # The only op: each example is flipped upside down or left as it is.
+  out_images, out_masks = augment.augment_pair(
+    jax.random.key(3), jnp.asarray(m), jnp.asarray(m), cfg
+  )
+  out_images, out_masks = np.asarray(out_images), np.asarray(out_masks)
+  np.testing.assert_array_equal(out_images >= 0.5, out_masks > 0)
+  flipped = [bool((out_masks[i] == m[i, ::-1]).all()) for i in range(8)]
+  assert any(flipped) and not all(flipped)  # Both outcomes drawn: the check above can fail.
+
+
 def test_lighting_changes_the_image_only():
   m = np.stack([_planted()] * 4)
   images = jnp.asarray(0.2 + 0.6 * m)
