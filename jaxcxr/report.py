@@ -371,9 +371,10 @@ def _gallery_section(workdir: str, k: int, config: dict[str, Any]) -> str:
     )
   names, multi = g["class_names"], g["multi_label"]
   out.append(
-    f"<p class=note>Grad-CAM (Selvaraju et al. 2017) of the model's last feature map, state "
-    f"{g['state']['select']}@{g['state']['step']}, on the test images as evaluation preprocessed "
-    f"them. Per class up to {k} "
+    f"<p class=note>Grad-CAM (Selvaraju et al. 2017) of the model's last feature map at the "
+    f"state the test report evaluated ({'best, ' if g['state']['select'] == 'best' else ''}step "
+    f"{g['state']['step']}), on the test images as evaluation preprocessed them. Per class up to "
+    f"{k} "
     + (
       "true positives with the highest probability and the most confident errors on the class "
       "(missed or false alarm; decision p &ge; 0.5); the map explains that class."

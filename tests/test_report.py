@@ -55,6 +55,7 @@ def test_report_written_at_the_end_of_training_with_every_figure(run):
   assert "test_reliability_scaled.png" in names  # After the temperature fitted on val.
   assert "val_reliability_scaled.png" not in names  # Not shown in-sample on the fitting split.
   assert "training.png" in names
+  assert _tiles(page), "no heat-map gallery at the end of training (config.report.gallery)"
   assert "95% patient-bootstrap intervals" in page and "Thresholds chosen on <b>val</b>" in page
 
 
