@@ -194,6 +194,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.report.operating_point = "youden"
   # WORKDIR/report.html with PNG figures after the final reports (jaxcxr.report; seconds).
   c.report.html = True
+  # Its heat-map gallery (jaxcxr.gallery): Grad-CAM of up to this many most confidently correct
+  # and as many wrong test images per class (restores the model, reads the test images again;
+  # seconds on a CPU for a few classes). 0: none.
+  c.report.gallery = 4
   return c
 
 
@@ -337,6 +341,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("checkpoint_every_steps", non_negative_int, "a non-negative integer")
   require("keep_checkpoints", positive_int, "a positive integer")
   require("halt_after_steps", non_negative_int, "a non-negative integer (0: run to the end)")
+  require("report.gallery", non_negative_int, "a non-negative integer (0: no heat-map gallery)")
   for key in ("temperature_scaling", "html"):
     if not isinstance(config.report[key], bool):
       raise ValueError(f"config.report.{key}={config.report[key]!r}: expected a bool.")

@@ -15,6 +15,11 @@ precision-recall curves per class (Fawcett 2006; Saito & Rehmsmeier 2015 on why 
 for rare classes), the confusion matrix, reliability diagrams before and after temperature
 scaling (`calibration.reliability_diagram`); the training curves (loss, learning rate, validation
 metrics) with the stage boundaries; per external evaluation its ROC curves and reliability diagram.
+
+The one part that needs the model and the data: the heat-map gallery (`jaxcxr.gallery`; Grad-CAM
+of the K most confidently correct and wrong test images per class, `--gallery K`, default the
+run's `config.report.gallery`, 0: off). Where it cannot be made (the prepared data or the
+checkpoint gone) the report is still built and says why.
 """
 
 from __future__ import annotations
@@ -221,6 +226,9 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 49%; vertical-align: top; border: 1px solid #ddd; margin: 4px 0; }
 .note { color: #555; font-size: 13px; } pre { background: #f7f7f7; padding: 8px; overflow: auto; }
+figure.tile { display: inline-block; margin: 3px; width: 170px; vertical-align: top; }
+figure.tile img { width: 170px; max-width: none; image-rendering: pixelated; margin: 0; }
+figure.tile figcaption { font-size: 11px; } figure.wrong figcaption { color: #a00; }
 """
 
 
@@ -345,8 +353,81 @@ def _figures_for(
   return rels
 
 
-def build(workdir: str) -> str:
-  """Writes `WORKDIR/report.html` and its figures; returns the HTML path."""
+def _gallery_section(workdir: str, k: int, config: dict[str, Any]) -> str:
+  """The "Heat maps" section: per class a row of correct and a row of wrong test tiles, or why
+  there are none."""
+  out = ["<h2>Heat maps (test)</h2>"]
+  if k == 0:
+    return out[0] + ("<p class=note>Gallery off (config.report.gallery=0 or --gallery 0).</p>")
+  from jaxcxr import gallery  # pylint: disable=g-import-not-at-top
+
+  try:
+    g = gallery.build(workdir, k, batch_size=config.get("input", {}).get("eval_batch_size") or 32)
+  except Exception as e:  # noqa: BLE001 - the rest of the report is made from files alone.
+    logging.warning("No heat-map gallery: %s", e)
+    return out[0] + (
+      f"<p class=note>No heat-map gallery: {html.escape(type(e).__name__)}: "
+      f"{html.escape(str(e))}</p>"
+    )
+  names, multi = g["class_names"], g["multi_label"]
+  out.append(
+    f"<p class=note>Grad-CAM (Selvaraju et al. 2017) of the model's last feature map at the "
+    f"state the test report evaluated ({'best, ' if g['state']['select'] == 'best' else ''}step "
+    f"{g['state']['step']}), on the test images as evaluation preprocessed them. Per class up to "
+    f"{k} "
+    + (
+      "true positives with the highest probability and the most confident errors on the class "
+      "(missed or false alarm; decision p &ge; 0.5); the map explains that class."
+      if multi
+      else "images of that true class predicted correctly with the highest confidence, and up to "
+      f"{k} predicted wrongly with the highest probability of the wrong class (argmax); the map "
+      "explains the predicted class."
+    )
+    + (
+      f" Probabilities recomputed for these images differ from eval/test_predictions.npz by at "
+      f"most {g['max_prob_diff']:.2g}.</p>"
+      if g["max_prob_diff"] is not None
+      else "</p>"
+    )
+  )
+  for c, name in enumerate(names):
+    out.append(f"<h3>{html.escape(name)}</h3>")
+    for kind in gallery.KINDS:
+      tiles = [t for t in g["tiles"] if t["class"] == c and t["kind"] == kind]
+      if not tiles:
+        out.append(f"<p class=note>{kind}: no test image.</p>")
+        continue
+      cells = []
+      for t in tiles:
+        if multi:
+          truth = "positive" if t["true"][c] > 0.5 else "negative"
+          caption = f"true {name}: {truth}; p({name}) = {t['prob']:.3f}"
+        else:
+          caption = (
+            f"true {names[t['true']]}; predicted {names[t['predicted']]} (p = {t['prob']:.3f})"
+          )
+        cells.append(
+          f'<figure class="tile {kind}" data-kind="{kind}" data-index="{t["index"]}" '
+          f'data-class="{c}">{_img(t["file"], caption)}'
+          f"<figcaption>#{t['index']}: {html.escape(caption)}</figcaption></figure>"
+        )
+      out.append(f"<p class=note><b>{kind}</b></p><div>{''.join(cells)}</div>")
+  return "".join(out)
+
+
+def gallery_size(config: dict[str, Any]) -> int:
+  """The run's `config.report.gallery` (a run saved before the key: the current default)."""
+  from jaxcxr import config_lib  # pylint: disable=g-import-not-at-top
+
+  k = config.get("report", {}).get("gallery", config_lib.base_config().report.gallery)
+  return int(k)
+
+
+def build(workdir: str, gallery: int | None = None) -> str:
+  """Writes `WORKDIR/report.html` and its figures; returns the HTML path.
+
+  `gallery`: heat-map tiles per class and kind (`jaxcxr.gallery`); None: the run's
+  `config.report.gallery`; 0: none (the report is then made from files alone)."""
   workdir = os.path.abspath(workdir)
   os.makedirs(os.path.join(workdir, FIG_DIR), exist_ok=True)
   config = _read_json(os.path.join(workdir, "config.json")) if os.path.exists(
@@ -428,6 +509,11 @@ def build(workdir: str) -> str:
     for rel in _figures_for(workdir, split, split, r, pred, post, fitted_on):
       parts.append(_img(rel, rel))
 
+  k = gallery_size(config) if gallery is None else int(gallery)
+  if k < 0:
+    raise ValueError(f"gallery={k}: expected a non-negative number of tiles per class.")
+  parts.append(_gallery_section(workdir, k, config))
+
   for i, (e, r) in enumerate(externals):
     title = _external_title(e).removeprefix("external: ")
     parts.append(f"<h2>External: {html.escape(title)}</h2>")
@@ -480,11 +566,18 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "The training run's workdir.")
+  flags.DEFINE_integer(
+    "gallery", None, "Heat-map tiles per class and kind (correct/wrong) of the test split; "
+    "default: the run's config.report.gallery; 0: no gallery (no model, no data needed)."
+  )  # fmt: skip
 
 
 def main(argv):
   del argv
-  print(build(FLAGS.workdir), flush=True)
+  if FLAGS.gallery is not None and FLAGS.gallery < 0:
+    raise cli.UserError(f"--gallery={FLAGS.gallery} must be 0 or more.")
+  cli.quiet_checkpoint_logs()
+  print(build(FLAGS.workdir, gallery=FLAGS.gallery), flush=True)
 
 
 if __name__ == "__main__":

@@ -466,7 +466,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.close()
   # The run report is of classification runs (segmentation writes its overlays with its reports).
   if results and is_main and config.report.html and report_type(config) == "classification":
-    _html_report(workdir)
+    _html_report(workdir, int(config.report.gallery))
   workdir_lock.release(workdir)
   preempt.raise_if_stopped(checkpointer.directory)
   return results
@@ -507,14 +507,14 @@ def final_reports(
   return results
 
 
-def _html_report(workdir: str) -> None:
+def _html_report(workdir: str, gallery: int) -> None:
   """WORKDIR/report.html (jaxcxr.report). Its failure is logged, not raised: the reports it is
   made from are written, and `python -m jaxcxr.report --workdir W` rebuilds it."""
   from jaxcxr import report  # pylint: disable=g-import-not-at-top
 
   try:
     with cli.phase("writing the run report"):
-      print(f"Run report: {report.build(workdir)}", flush=True)
+      print(f"Run report: {report.build(workdir, gallery=gallery)}", flush=True)
   except Exception as e:  # noqa: BLE001
     logging.exception("The run report failed (%s); rebuild: python -m jaxcxr.report --workdir %s",
                       e, workdir)  # fmt: skip
