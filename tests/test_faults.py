@@ -517,3 +517,58 @@ def test_resume_replays_best_saves_newer_than_the_checkpoint(tfds_dir, tmp_path)
   assert json.load(open(full / "eval" / "test.json")) == json.load(
     open(parted / "eval" / "test.json")
   )
+
+
+# --- a truncated or replaced array_record shard of a prepared dataset ---------------------------
+
+
+def _damaged_copy(tfds_dir, tmp_path):
+  """A copy of the prepared synthetic_cxr/tiny build (the session's stays sound)."""
+  import shutil
+
+  from jaxcxr.data import tfds_access
+
+  build = tfds_access.prepare(tfds_access.get_builder("synthetic_cxr/tiny", tfds_dir)).data_dir
+  copy = tmp_path / "tfds"
+  shutil.copytree(build, copy / "synthetic_cxr" / "tiny" / "1.0.0")
+  shard = lambda s: copy / "synthetic_cxr" / "tiny" / "1.0.0" / (
+    f"synthetic_cxr-{s}.array_record-00000-of-00001"
+  )  # fmt: skip
+  return str(copy), shard
+
+
+@pytest.mark.parametrize("keep", ["half", "one_block", "empty", "other_shard"])
+def test_damaged_shard_is_refused_when_opened_naming_it(tfds_dir, tmp_path, keep):
+  from jaxcxr.data import tfds_access
+
+  data_dir, shard = _damaged_copy(tfds_dir, tmp_path)
+  path = shard("train")
+  if keep == "other_shard":  # a sound file, of another split: 8 records, not 24
+    path.write_bytes(shard("val").read_bytes())
+  else:
+    size = {"half": path.stat().st_size // 2, "one_block": 1 << 16, "empty": 0}[keep]
+    with open(path, "r+b") as f:
+      f.truncate(size)
+  builder = tfds_access.get_builder("synthetic_cxr/tiny", data_dir)
+  assert len(tfds_access.open_split(builder, "val")) == 8  # the other splits still open
+  with pytest.raises(tfds_access.DamagedDataError) as e:
+    tfds_access.open_split(builder, "train")
+  msg = str(e.value)
+  assert f"shard {path} of split 'train'" in msg and f"Delete {builder.data_dir}" in msg
+  if keep == "other_shard":
+    assert "holds 8 records where its build wrote 24" in msg
+
+
+def test_truncated_test_shard_stops_training_before_the_first_step(tfds_dir, tmp_path):
+  """The test split is read only after training: its damage is found at setup, not then."""
+  from jaxcxr import train
+  from jaxcxr.data import tfds_access
+  from tests.conftest import tiny_config
+
+  data_dir, shard = _damaged_copy(tfds_dir, tmp_path)
+  with open(shard("test"), "r+b") as f:
+    f.truncate(100_000)
+  workdir = tmp_path / "run"
+  with pytest.raises(tfds_access.DamagedDataError, match=str(shard("test"))):
+    train.train_and_evaluate(tiny_config(data_dir), str(workdir))
+  assert not (workdir / "checkpoints" / "2").exists()  # no step was trained
