@@ -572,3 +572,65 @@ def test_truncated_test_shard_stops_training_before_the_first_step(tfds_dir, tmp
   with pytest.raises(tfds_access.DamagedDataError, match=str(shard("test"))):
     train.train_and_evaluate(tiny_config(data_dir), str(workdir))
   assert not (workdir / "checkpoints" / "2").exists()  # no step was trained
+
+
+# --- a full disk: a size-limited folder (tmpfs) the workdir is on ---------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 8 MiB tmpfs at `tmp_path / 'disk'` (root only: skipped where it cannot be mounted)."""
+  import subprocess
+
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  mount = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True
+  )
+  if mount.returncode:
+    pytest.skip(f"cannot mount a size-limited tmpfs here ({mount.stderr.strip()}); skipping")
+  yield disk
+  subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk, leave: int = 8192):
+  """Writes a file into `disk` that leaves `leave` bytes free; returns it."""
+  import os
+
+  st = os.statvfs(disk)
+  filler = disk / "filler"
+  with open(filler, "wb") as f:
+    f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+  return filler
+
+
+@pytest.mark.slow  # three tiny trainings
+def test_full_disk_stops_the_run_naming_the_folder_and_nothing_is_lost(
+  tfds_dir, uninterrupted_run, small_disk, caplog
+):
+  import logging
+
+  import orbax.checkpoint as ocp
+
+  from jaxcxr import checkpoint, train
+  from tests.conftest import tiny_config
+
+  kw, workdir = _RESUME_KW, small_disk / "run"
+  assert (
+    train.train_and_evaluate(tiny_config(tfds_dir, halt_after_steps=2, **kw), str(workdir)) == {}
+  )
+  filler = _fill(small_disk)  # the disk fills up: the save of step 4 finds no space
+  with pytest.raises(checkpoint.NoSpaceError) as e:
+    train.train_and_evaluate(tiny_config(tfds_dir, **kw), str(workdir))
+  msg = str(e.value)
+  assert f"No space left on the device of {workdir / 'checkpoints'}" in msg
+  assert "step 2, is complete and kept" in msg
+  assert not (workdir / "checkpoints" / "4").exists()  # only its tmp folder, if anything
+  filler.unlink()  # space again: the re-run resumes from step 2, as if nothing had happened
+  with caplog.at_level(logging.INFO):
+    assert "test" in train.train_and_evaluate(tiny_config(tfds_dir, **kw), str(workdir))
+  assert "Resuming from the checkpoint of step 2 " in caplog.text
+  restore = lambda d: ocp.StandardCheckpointer().restore(str(d / "checkpoints" / "6" / "state"))
+  a, b = restore(uninterrupted_run), restore(workdir)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
