@@ -44,6 +44,21 @@ class NoSpaceError(cli.UserError):
   """A checkpoint save failed for lack of disk space (or quota)."""
 
 
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint's step folder exists but its arrays cannot be restored."""
+
+
+def damaged(step_dir: str, error: BaseException) -> DamagedCheckpointError:
+  """The error for a step folder that does not restore: names it, its error and the others."""
+  parent, step = os.path.split(os.path.normpath(step_dir))
+  others = [s for s in _complete_steps(parent) if str(s) != step]
+  reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+  return DamagedCheckpointError(
+    f"The checkpoint {step_dir} cannot be restored: it is damaged, or not of the config's model "
+    f"({reason}). Other steps in {parent}: {others or 'none'} (choose one with --step)."
+  )
+
+
 def _complete_steps(directory: str) -> list[int]:
   """The finalized step folders (orbax renames `<step>.orbax-checkpoint-tmp` once complete)."""
   return (

@@ -634,3 +634,37 @@ def test_full_disk_stops_the_run_naming_the_folder_and_nothing_is_lost(
   a, b = restore(uninterrupted_run), restore(workdir)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# --- a damaged file in a checkpoint that evaluation or inference restores -------------------------
+
+
+@pytest.mark.parametrize("damage", ["garbage_metadata", "truncated_arrays"])
+def test_restoring_a_damaged_checkpoint_names_its_step_folder(tiny_run, tmp_path, damage):
+  """One file of the newest step damaged. (Resuming skips such a step: the truncated cases of
+  `test_resume_skips_a_damaged_newest_checkpoint` go through the same `except`.)"""
+  import os
+  import shutil
+
+  from jaxcxr import checkpoint, evaluate, inference
+
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_run, workdir)
+  step = max(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+  step_dir = workdir / "checkpoints" / str(step)
+  if damage == "garbage_metadata":  # same size, not JSON: a UnicodeDecodeError that names nothing
+    path = step_dir / "state" / "_METADATA"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, path.stat().st_size, np.uint8))
+  else:  # the OCDBT file of the arrays (the largest) cut short
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+    path = max(files, key=lambda p: p.stat().st_size)
+    with open(path, "r+b") as f:
+      f.truncate(path.stat().st_size // 2)
+  with pytest.raises(checkpoint.DamagedCheckpointError) as e:
+    inference.restore(str(workdir))
+  assert f"The checkpoint {step_dir} cannot be restored" in str(e.value)
+  assert "Other steps in" in str(e.value) and "--step" in str(e.value)
+  with pytest.raises(checkpoint.DamagedCheckpointError, match=f"checkpoint {step_dir} cannot"):
+    evaluate.evaluate(None, str(workdir), splits=("test",))
+  older = inference.restore(str(workdir), step=step - 2)  # an intact step still restores
+  assert older.step == step - 2
