@@ -3,7 +3,9 @@ outcome: refused with the file, tensor or key named; or counted and reported; or
 
 Findings: 1 and 10 (weights), 8 (config), 3 (what a build was made from), 4, 5 and 9 (builder
 inputs, on tiny planted copies of the dummy data), 6 (workdir lock), 7 (damaged checkpoint).
-A best-model save newer than the resume checkpoint is replayed. Each test failed before its fix.
+A best-model save newer than the resume checkpoint is replayed. Faults beyond the ten: a truncated
+or replaced array_record shard, a full disk during a save (an 8 MiB tmpfs), a damaged file in a
+checkpoint that evaluation or inference restores. Each test failed before its fix.
 Finding 2 (non-finite guard) and SIGTERM are in tests/test_guards.py; random kills over whole runs
 in benchmarks/soak.py (not in CI).
 """
