@@ -78,11 +78,15 @@ def _space_errors_named(directory: str) -> Iterator[None]:
     if cause is None:
       raise
     steps = _complete_steps(directory)
-    kept = f"step {steps[-1]}, is complete and kept" if steps else "none is complete"
+    kept = (
+      f"The last complete checkpoint, step {steps[-1]}, is kept"
+      if steps
+      else "No checkpoint is complete yet"
+    )
     raise NoSpaceError(
       f"No space left on the device of {directory} ({os.strerror(cause.errno)}): a checkpoint "
-      f"could not be saved and the run stops. The last checkpoint, {kept}; the half-written one "
-      "is ignored. Free space (or move the workdir) and re-run to resume."
+      f"could not be saved and the run stops. {kept}; the half-written one is ignored. Free "
+      "space (or move the workdir) and re-run to resume."
     ) from e
 
 

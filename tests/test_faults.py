@@ -626,7 +626,7 @@ def test_full_disk_stops_the_run_naming_the_folder_and_nothing_is_lost(
     train.train_and_evaluate(tiny_config(tfds_dir, **kw), str(workdir))
   msg = str(e.value)
   assert f"No space left on the device of {workdir / 'checkpoints'}" in msg
-  assert "step 2, is complete and kept" in msg
+  assert "The last complete checkpoint, step 2, is kept" in msg
   assert not (workdir / "checkpoints" / "4").exists()  # only its tmp folder, if anything
   filler.unlink()  # space again: the re-run resumes from step 2, as if nothing had happened
   with caplog.at_level(logging.INFO):
@@ -670,3 +670,25 @@ def test_restoring_a_damaged_checkpoint_names_its_step_folder(tiny_run, tmp_path
     evaluate.evaluate(None, str(workdir), splits=("test",))
   older = inference.restore(str(workdir), step=step - 2)  # an intact step still restores
   assert older.step == step - 2
+
+
+def test_no_space_is_found_anywhere_in_the_error_chain(tmp_path):
+  """Arrays written in the background fail later, wrapped by orbax: the next save or wait names
+  the folder all the same; an error that is not about space passes through unchanged."""
+  import errno
+  import os
+
+  from jaxcxr import checkpoint
+
+  (tmp_path / "3").mkdir()
+  (tmp_path / "5.orbax-checkpoint-tmp").mkdir()
+  with pytest.raises(
+    checkpoint.NoSpaceError, match="The last complete checkpoint, step 3, is kept"
+  ):
+    with checkpoint._space_errors_named(str(tmp_path)):
+      try:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+      except OSError as e:
+        raise RuntimeError("a background save failed") from e
+  with pytest.raises(KeyError), checkpoint._space_errors_named(str(tmp_path)):
+    raise KeyError("data")
