@@ -10,6 +10,12 @@ saves every K steps; `train_and_evaluate` always resumes from the workdir's late
 `meta.stage` says which stage's optimizer state the checkpoint holds, so that a resumed run can
 build the matching restore target before reading the arrays.
 
+A save that fails for lack of space (`ENOSPC`, `EDQUOT`; raised by the save itself or, for
+arrays written in the background, by the next save or wait) stops the run with `NoSpaceError`,
+naming the folder and the last complete checkpoint: orbax writes a step into
+`<step>.orbax-checkpoint-tmp` and renames it only once complete, so the half-written one is never
+taken as a checkpoint and a re-run with space resumes from the last complete one.
+
 `BestCheckpointer` keeps, in a second directory (`WORKDIR/best`), the model state (parameters and
 batch statistics, no optimizer state) of the best evaluation of a monitor, with orbax's own
 `best_fn`/`best_mode` options of `CheckpointManagerOptions`.
@@ -17,15 +23,71 @@ batch statistics, no optimizer state) of the best evaluation of a monitor, with 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from jaxcxr import cli
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(cli.UserError):
+  """A checkpoint save failed for lack of disk space (or quota)."""
+
+
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint's step folder exists but its arrays cannot be restored."""
+
+
+def damaged(step_dir: str, error: BaseException) -> DamagedCheckpointError:
+  """The error for a step folder that does not restore: names it, its error and the others."""
+  parent, step = os.path.split(os.path.normpath(step_dir))
+  others = [s for s in _complete_steps(parent) if str(s) != step]
+  reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+  return DamagedCheckpointError(
+    f"The checkpoint {step_dir} cannot be restored: it is damaged, or not of the config's model "
+    f"({reason}). Other steps in {parent}: {others or 'none'} (choose one with --step)."
+  )
+
+
+def _complete_steps(directory: str) -> list[int]:
+  """The finalized step folders (orbax renames `<step>.orbax-checkpoint-tmp` once complete)."""
+  return (
+    sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
+  )
+
+
+@contextlib.contextmanager
+def _space_errors_named(directory: str) -> Iterator[None]:
+  """Re-raises an out-of-space error anywhere in an exception's chain as `NoSpaceError`."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except  # orbax wraps and re-raises
+    cause: BaseException | None = e
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _NO_SPACE):
+      cause = cause.__cause__ or cause.__context__
+    if cause is None:
+      raise
+    steps = _complete_steps(directory)
+    kept = (
+      f"The last complete checkpoint, step {steps[-1]}, is kept"
+      if steps
+      else "No checkpoint is complete yet"
+    )
+    raise NoSpaceError(
+      f"No space left on the device of {directory} ({os.strerror(cause.errno)}): a checkpoint "
+      f"could not be saved and the run stops. {kept}; the half-written one is ignored. Free "
+      "space (or move the workdir) and re-run to resume."
+    ) from e
 
 
 class Checkpointer:
@@ -54,15 +116,16 @@ class Checkpointer:
     self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
   ) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
-    return self.manager.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator),
-        meta=ocp.args.JsonSave(meta),
-      ),
-      force=force,
-    )
+    with _space_errors_named(self.directory):
+      return self.manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=grain.checkpoint.CheckpointSave(data_iterator),
+          meta=ocp.args.JsonSave(meta),
+        ),
+        force=force,
+      )
 
   def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> tuple[Any, Any]:
     """Restores the state (shaped and sharded like `abstract_state`) and the data iterator."""
@@ -146,10 +209,11 @@ class Checkpointer:
     return restored["state"]
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with _space_errors_named(self.directory):
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 
@@ -174,10 +238,12 @@ class BestCheckpointer:
 
   def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
     model = {"params": state.params, "rest": state.rest}
-    self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+    with _space_errors_named(self.directory):
+      self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with _space_errors_named(self.directory):
+      self.manager.wait_until_finished()
 
   def discard_after(self, step: int) -> list[int]:
     """Deletes the checkpoints of steps after `step`, the step a run resumes from.
@@ -194,7 +260,7 @@ class BestCheckpointer:
     return newer
 
   def best_step(self) -> int | None:
-    self.manager.wait_until_finished()
+    self.wait()
     return self.manager.best_step()
 
   def restore(self, step: int, abstract_model: Any) -> dict[str, Any]:
@@ -202,7 +268,7 @@ class BestCheckpointer:
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_model))
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 

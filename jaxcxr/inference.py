@@ -127,22 +127,28 @@ def restore_state(
   target = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or _single()), target
   )
-  if select == "best":
-    mgr = ocp.CheckpointManager(os.path.join(workdir, "best"))
-    restored = mgr.restore(step, args=ocp.args.StandardRestore(target))
-  else:
-    mgr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-    restored = mgr.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(
-          item=target,
-          restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True,  # params and rest only: no optimizer state is read
-        )
-      ),
-    )["state"]
-  mgr.close()
+  directory = os.path.join(workdir, "best" if select == "best" else "checkpoints")
+  mgr = ocp.CheckpointManager(directory)
+  try:
+    if select == "best":
+      restored = mgr.restore(step, args=ocp.args.StandardRestore(target))
+    else:
+      restored = mgr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.PyTreeRestore(
+            item=target,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True,  # params and rest only: no optimizer state is read
+          )
+        ),
+      )["state"]
+  except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+    # A damaged file gives a UnicodeDecodeError, a tensorstore DATA_LOSS or a KeyError that
+    # names no step (or only a file deep inside it).
+    raise ckpt_lib.damaged(os.path.join(directory, str(step)), e) from e
+  finally:
+    mgr.close()
   return ModelState(params=restored["params"], rest=restored["rest"])
 
 

@@ -198,7 +198,63 @@ def open_split(builder: tfds.core.DatasetBuilder, split: str, **kwargs: Any) -> 
       f"Split {split!r} is not in dataset {builder.info.full_name}; it has "
       f"{sorted(builder.info.splits.keys())}."
     )
+  check_shards(builder, split)
   return builder.as_data_source(split=split, **kwargs)
+
+
+class DamagedDataError(ValueError):
+  """A prepared dataset's file is missing, truncated or not the one its build wrote."""
+
+
+# Shards found sound, by (path, size, mtime): a split is opened several times per run (its index,
+# its records, evaluation) and each check opens a reader.
+_SOUND_SHARDS: set[tuple[str, int, int]] = set()
+
+
+def check_shards(builder: tfds.core.DatasetBuilder, split: str) -> None:
+  """Refuses a split whose array_record shards are missing, truncated or of the wrong length.
+
+  Opening an ArrayRecord reader reads the shard's footer and record index (at its end, so any
+  truncation loses them); its record count must be the shard length `dataset_info.json` recorded.
+  The array_record and TFDS readers open shards lazily, on the first record read, and then fail
+  with a Riegeli message that names no file (in the index read or, for a split used only at the
+  end, after training); this check runs when the split is opened, before anything is read.
+
+  Raises:
+    DamagedDataError: naming the shard, what is wrong, and how to rebuild.
+  """
+  if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    return
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
+  for fi in builder.info.splits[split].file_instructions:
+    path = os.fspath(fi.filename)
+    try:
+      st = os.stat(path)
+      key = (path, st.st_size, st.st_mtime_ns)
+      if key in _SOUND_SHARDS:
+        continue
+      reader = array_record_module.ArrayRecordReader(path)
+      try:
+        n = reader.num_records()
+      finally:
+        reader.close()
+      problem = (
+        None
+        if n == fi.examples_in_shard
+        else (f"holds {n} records where its build wrote {fi.examples_in_shard}")
+      )
+    except (OSError, RuntimeError, ValueError) as e:  # array_record raises RuntimeError
+      first_line = (str(e).splitlines() or [""])[0][:200]
+      problem = f"cannot be read ({type(e).__name__}: {first_line or 'no message'})"
+    if problem:
+      raise DamagedDataError(
+        f"The prepared dataset {builder.info.full_name} is damaged: shard {path} of split "
+        f"{split!r} {problem} (truncated or overwritten, e.g. by a full disk or a partial copy). "
+        f"Delete {os.fspath(builder.data_dir)} and prepare it again (config.input.prepare=True, "
+        "or `tfds build`)."
+      )
+    _SOUND_SHARDS.add(key)
 
 
 def class_names(builder: tfds.core.DatasetBuilder, label_key: str = "label") -> list[str]:
