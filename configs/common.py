@@ -54,6 +54,9 @@ def tiny(c: ml_collections.ConfigDict, model_name: str, image_size: int, batch_s
   c.model_name, c.model_init = model_name, ""
   c.input.image_size, c.input.batch_size = image_size, batch_size
   c.input.mode, c.input.mean, c.input.std = "custom", (0.5,), (0.25,)
+  # The HTML report (figures and a Grad-CAM gallery) takes longer than a CI-sized run itself;
+  # `--config.report.html=True` or `python -m jaxcxr.report --workdir W` writes it.
+  c.report.html = False
 
 
 def tiny_stages(c: ml_collections.ConfigDict, model_name: str, lengths: tuple[int, ...]) -> None:

@@ -47,6 +47,9 @@ def tiny_config(data_dir: str, **overrides):
   c.checkpoint_every_steps = 2
   c.log_every_steps = 1
   c.progress_bar = False
+  # The HTML report (figures, heat-map gallery) costs more than such a run; tests/test_report.py
+  # turns it on where it is the subject.
+  c.report.html = False
   return set_keys(c, **overrides)
 
 

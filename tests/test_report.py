@@ -35,7 +35,7 @@ def test_read_scalars_and_stage_boundaries(tmp_path):
 @pytest.fixture(scope="module")
 def run(tfds_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("report_run")
-  c = tiny_config(tfds_dir, eval_every_steps=3)
+  c = tiny_config(tfds_dir, eval_every_steps=3, **{"report.html": True})
   c.report.bootstrap = 200
   train.train_and_evaluate(c, str(workdir))  # config.report.html: the report is written at the end.
   return workdir
