@@ -151,7 +151,10 @@ def _max_rel_err(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 @pytest.mark.slow  # torch + zennit build VGG-16 in a subprocess (~15 s); one compile (~10 s)
 def test_parity_with_zennit_vgg16(tmp_path):
   got, planted, want = _parity("vgg16", tmp_path)
-  assert _max_rel_err(got, want).max() <= 1e-4, _max_rel_err(got, want)
+  # fp32 through 16 layers of z+ ratios: the error at the largest relevance depends on XLA:CPU's
+  # summation order (1.8e-4 with jaxlib 0.10.2 here, under 1e-4 before); ResNet-18's bound. A
+  # planted wrong conv rule is off by > 0.3, three orders of magnitude above it.
+  assert _max_rel_err(got, want).max() <= 1e-3, _max_rel_err(got, want)
   assert _max_rel_err(planted, want.sum(-1)).min() > 0.3
 
 
