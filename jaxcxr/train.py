@@ -466,7 +466,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.close()
   # The run report is of classification runs (segmentation writes its overlays with its reports).
   if results and is_main and config.report.html and report_type(config) == "classification":
-    _html_report(workdir, int(config.report.gallery))
+    gallery = int(config.report.gallery)
+    if gallery and jax.process_count() > 1:
+      # The gallery restores the checkpoint, a collective orbax call, in process 0 alone: the
+      # others have already left, so it would wait on them until the shutdown barrier aborts.
+      logging.warning(
+        "The report's Grad-CAM gallery is left out of a %d-process run; add it from one "
+        "process: python -m jaxcxr.report --workdir %s", jax.process_count(), workdir)  # fmt: skip
+      gallery = 0
+    _html_report(workdir, gallery)
   workdir_lock.release(workdir)
   preempt.raise_if_stopped(checkpointer.directory)
   return results

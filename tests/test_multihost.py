@@ -77,3 +77,6 @@ def test_two_processes_train_and_evaluate(tfds_dir, tmp_path):
   assert files == ["process_0-of-2.json", "process_1-of-2.json"]
   states = [json.load(open(data_dir / f)) for f in files]
   assert states[0] != states[1]
+  # Process 0 writes the run report; its gallery (a collective checkpoint restore) is left out.
+  assert (tmp_path / "report.html").exists()
+  assert "Grad-CAM gallery is left out of a 2-process run" in outs[0][1]
