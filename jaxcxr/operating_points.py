@@ -183,6 +183,8 @@ def evaluate_operating_points(
 ) -> dict[str, Any]:
   """Sensitivity, specificity, precision and F1 at `points`' fixed thresholds, with intervals.
 
+  `n_resamples=0`: no intervals (the `*_ci95` values are None), as `report.bootstrap=0` asks.
+
   Returns:
     `{"fitted_on", "classes": {name: {threshold, rule, sensitivity, sensitivity_ci95, ...}},
     "bootstrap": {...}}`; classes without a threshold are reported with None values.
@@ -200,7 +202,14 @@ def evaluate_operating_points(
   pred = (probs >= thr[None, :]).astype(np.float64)
   stat = lambda w: intervals.binary_rates(y, pred, w)
   clusters = intervals.Clusters.from_ids(patient_ids, len(y))
-  res = intervals.bootstrap(stat, clusters, n_resamples, seed, method, confidence)
+  if n_resamples:
+    res = intervals.bootstrap(stat, clusters, n_resamples, seed, method, confidence)
+  else:  # `report.bootstrap=0`: the estimates alone, as every other metric of the report.
+    full = stat(np.ones((1, len(y))))
+    res = {
+      k: {"estimate": None if np.isnan(v[0]) else float(v[0]), "ci": None, "n_undefined": 0}
+      for k, v in full.items()
+    }
   suffix = "_" + intervals.ci_key(confidence)
   classes = {}
   for c, name in enumerate(class_names):

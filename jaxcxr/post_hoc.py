@@ -185,7 +185,7 @@ def apply(
       **calibration.calibration_report(labels, scaled, n_bins=bins),
     }
   if post.points is not None:
-    n_boot = int(report_cfg.get("bootstrap", 2000)) or 2000
+    n_boot = int(report_cfg.get("bootstrap", 2000))  # 0: estimates without intervals.
     out["operating_points"] = {
       "scores": SCORES_RAW if post.temperature is None else SCORES_SCALED,
       **operating_points.evaluate_operating_points(

@@ -87,6 +87,22 @@ def test_evaluation_counts_at_the_fixed_threshold_with_intervals(tmp_path):
   assert r["fitted_on"] == "val" and r["bootstrap"]["n_clusters"] == 450
 
 
+def test_zero_resamples_gives_the_same_estimates_without_intervals():
+  val_labels, val_probs, _ = split(300, 7)
+  test_labels, test_probs, test_ids = split(300, 8)
+  pts = op.choose_thresholds(val_labels, val_probs, NAMES, split="val", rule="youden")
+  boot = op.evaluate_operating_points(
+    pts, test_labels, test_probs, test_ids, NAMES, n_resamples=200
+  )
+  none = op.evaluate_operating_points(pts, test_labels, test_probs, test_ids, NAMES, n_resamples=0)
+  for name in NAMES:
+    for k in ("sensitivity", "specificity", "precision", "f1"):
+      assert none["classes"][name][k] == pytest.approx(boot["classes"][name][k])
+      assert none["classes"][name][k + "_ci95"] is None
+      assert boot["classes"][name][k + "_ci95"] is not None
+  assert none["bootstrap"]["n_resamples"] == 0
+
+
 def test_multilabel_and_undefined_classes():
   rng = np.random.default_rng(7)
   y = (rng.random((400, 3)) < [0.3, 0.5, 0.0]).astype(int)  # Finding 2 never positive.
