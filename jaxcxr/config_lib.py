@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   # dropout; Alotaibi 2020), 'gap_mlp' (GAP, `head_hidden` dense layers of `head_activation`
   # with matched initialisers, BN except for selu; Naik et al. 2021) or 'concat_pool' (fastai's
   # head: avg+max pool, BN, dropout, linear 512, ReLU, BN, dropout, linear). The backbone's own
-  # head is replaced after `model_init` loads (ResNet, DenseNet, MobileNetV2, Inception).
+  # head is replaced after `model_init` loads (every family; on VGG fc6-fc8 go with it).
   c.model.head = ""
   c.model.head_hidden = ()  # Widths of the hidden layers (flatten_bn_dense: 128, concat_pool: 512).
   c.model.head_activation = "relu"  # relu, elu, selu, sigmoid or tanh.

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxcxr import config_lib
-from jaxcxr.models import heads
+from jaxcxr.models import groups, heads
 from jaxcxr.training import model_init
 
 
@@ -96,9 +96,29 @@ def test_named_head_through_create_model_replaces_the_head_group():
   c.model.head = "flatten_bn_dense"
   m = model_init.create_model(c, 3)
   assert m.head.bn_in.num_features == m.head.num_features * 2 * 2  # 64 px / 32 = 2x2 map
-  c.model_name = "efficientnet_tiny"
-  with pytest.raises(ValueError, match="no `head` module to replace"):
-    model_init.create_model(c, 3)
   c.model.head, c.total_steps = "nope", 1
   with pytest.raises(ValueError, match="config.model.head='nope'"):
     config_lib.validate(c)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_tiny", "vgg_tiny"])
+def test_named_head_replaces_the_classifier_of_efficientnet_and_vgg(name):
+  # Rachha 2020 puts fastai's head on EfficientNet-B7 and VGG19-BN; Alotaibi 2020 the Keras
+  # flatten head on VGG19: the named head reads the conv map and the family's classifier goes.
+  c = config_lib.base_config()
+  c.model_name, c.model.in_chans, c.input.image_size = name, 1, 64
+  c.model.head, c.model.head_hidden = "concat_pool", (16,)
+  m = model_init.create_model(c, 3)
+  assert isinstance(m.head, heads.NamedHead) and m.classifier is None
+  x = np.random.default_rng(0).normal(size=(2, 64, 64, 1)).astype(np.float32)
+  feats = m.forward_features(x)
+  np.testing.assert_allclose(np.asarray(m(x)), np.asarray(m.head(feats)), rtol=1e-6)
+  assert m.head.num_features == feats.shape[-1]
+  paths = ["/".join(map(str, k)) for k, _ in nnx.to_flat_state(nnx.state(m, nnx.Param))]
+  g = groups.assign(name, paths)
+  assert list(g)[-1] == "head"
+  assert sorted(g["head"]) == sorted(p for p in paths if p.startswith("head/"))
+  assert not any(p.startswith("classifier/") for p in paths)
+  c.model.head = "flatten_bn_dense"
+  m = model_init.create_model(c, 3)
+  assert m.head.bn_in.num_features == feats.shape[-1] * 2 * 2  # 64 px / 32 = 2x2 map

@@ -38,8 +38,10 @@ import pytest
 from explain_testlib import load_torchvision, nhwc, reference
 from flax import nnx
 
+from jaxcxr import config_lib
 from jaxcxr.explain.lrp import Composite, lrp
 from jaxcxr.models import create
+from jaxcxr.training import model_init
 
 # The module (jaxcxr.explain.lrp the attribute is the function it exports).
 lrp_mod = importlib.import_module("jaxcxr.explain.lrp")
@@ -132,6 +134,11 @@ def test_errors_name_the_problem():
     lrp(create("efficientnet_tiny", num_classes=3, rngs=_rngs()), _images(n=1, size=32))
   with pytest.raises(ValueError, match="num_classes=0"):
     lrp(create("resnet_tiny", num_classes=0, rngs=_rngs()), _images(n=1, size=32))
+  c = config_lib.base_config()
+  c.model_name, c.model.in_chans, c.input.image_size = "resnet_tiny", 1, 32
+  c.model.head = "concat_pool"
+  with pytest.raises(NotImplementedError, match="named head 'concat_pool'"):
+    lrp(model_init.create_model(c, 3), _images(n=1, size=32))
 
 
 def _parity(arch: str, tmp_path):

@@ -62,6 +62,11 @@ def test_study_args_are_checked_and_effnet_b7_is_rachha_with_b7():
   assert (c.model_name, c.input.image_size, c.input.mode) == ("inception_v3_keras", 299, "auto")
   with pytest.raises(ValueError, match="unknown argument"):
     alotaibi2020.get_config("tiny,typo")
+  # The studies' heads on every backbone (EfficientNet and VGG included: test_heads.py).
+  for b in rachha2020.BACKBONES:
+    assert rachha2020.get_config(f"backbone={b}").model.head == "concat_pool"
+  for b in alotaibi2020.BACKBONES:
+    assert alotaibi2020.get_config(f"backbone={b}").model.head == "flatten_bn_dense"
 
 
 def test_kfold_alotaibi_tiny_two_folds_summary_and_resume(tfds_dir, tmp_path, monkeypatch):

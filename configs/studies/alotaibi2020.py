@@ -36,8 +36,8 @@ What jaxcxr changes and why:
 * Validation is taken from the held-out fold as the study did, but monitors never read the test
   half (the trainer refuses a test monitor).
 * The study's head (flatten → BN → Dense 128 ReLU → BN → Dropout 0.6 → softmax:
-  `model.head='flatten_bn_dense'`) replaces the backbone's own, except for vgg19 and lite0, whose
-  classifiers jaxcxr cannot swap yet (they keep their own linear classifier).
+  `model.head='flatten_bn_dense'`) replaces the backbone's classifier on every backbone (on
+  VGG19 fc6-fc8 go: Keras' `include_top=False` map, flattened).
 * Not yet in jaxcxr, so left out rather than approximated: multiplicative brightness 1.05-1.1,
   gamma 1.05-1.11, elastic deformation and the "one or more of the ops" choice per image; the
   zoom and shift ranges start at 1 and 0 instead of 1.05 and 3%.
@@ -87,8 +87,7 @@ def get_config(arg: str = ""):
                      f"{sorted(BACKBONES)}.")  # fmt: skip
   c.model_name, c.model_init, c.input.image_size, layer = BACKBONES[backbone]
   c.input.mode = "auto"  # The Keras preprocessing mode of the weights' pretrained config.
-  if backbone not in ("vgg19", "lite0"):  # Their classifiers are not a replaceable `head`.
-    c.model.head, c.model.head_hidden, c.model.drop_rate = "flatten_bn_dense", (128,), 0.6
+  c.model.head, c.model.head_hidden, c.model.drop_rate = "flatten_bn_dense", (128,), 0.6
   if layer is None:
     c.stages[1].name, c.stages[1].trainable = "last_stage", (r"^blocks/6/", "top", "head")
   else:

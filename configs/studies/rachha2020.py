@@ -32,9 +32,8 @@ What jaxcxr changes and why:
   Cohen's images), so the test split holds no copy of a training image.
 * No vertical flip and no perspective warp: jaxcxr has no such ops yet (the study used fastai's
   `flip_vert` and `max_warp`).
-* fastai's concat-pool head (`model.head='concat_pool'`) for the ResNet, DenseNet and MobileNetV2
-  backbones; EfficientNet and VGG keep their own linear classifier (jaxcxr cannot swap their
-  classifier yet).
+* fastai's concat-pool head (`model.head='concat_pool'`, ps=0.5) on every backbone; on VGG19-BN
+  it replaces fc6-fc8 and reads the conv map, as fastai's `cnn_learner` cuts VGG at its features.
 """
 
 from configs import common, fastai_staged
@@ -76,8 +75,7 @@ def get_config(arg: str = ""):
                      f"{sorted(BACKBONES)}.")  # fmt: skip
   c.model_name, c.model_init = BACKBONES[backbone]
   c.input.image_size, c.input.batch_size = 224, 32
-  if backbone.startswith(("resnet", "densenet", "mobilenet")):
-    c.model.head, c.model.drop_rate = "concat_pool", 0.5  # fastai's head, ps=0.5
+  c.model.head, c.model.drop_rate = "concat_pool", 0.5  # fastai's head, ps=0.5
   common.fastai_augment(c)
   c.optimizer.name = "radam"
   c.loss.label_smoothing = 0.1

@@ -347,6 +347,13 @@ _FAMILIES: tuple[tuple[type, Callable], ...] = (
 
 
 def _family(model: nnx.Module) -> Callable:
+  from jaxcxr.models.heads import NamedHead  # pylint: disable=g-import-not-at-top
+
+  if isinstance(getattr(model, "head", None), NamedHead):
+    raise NotImplementedError(
+      f"LRP has rules for the families' own classifiers, not the named head "
+      f"{model.head.kind!r} (config.model.head); Grad-CAM explains any head."
+    )
   for cls, fn in _FAMILIES:
     if isinstance(model, cls):
       if cls is not VGG and model.head.fc is None:

@@ -477,7 +477,10 @@ class EfficientNet(nnx.Module):
     train: bool = False,
     rngs: nnx.Rngs | jax.Array | None = None,
   ) -> jax.Array:
-    """Global average pool, dropout (train only, key from ``rngs``) and classify."""
+    """Global average pool, dropout (train only, key from ``rngs``) and classify; or the named
+    head (`config.model.head`, `jaxcxr.training.model_init.replace_head`) where one was put."""
+    if getattr(self, "head", None) is not None:
+      return self.head(feats, train=train, rngs=rngs)
     x = pool_and_dropout(feats, self.dropout, train=train, rngs=rngs, owner="EfficientNet")
     return x if self.classifier is None else self.classifier(x)
 

@@ -42,7 +42,7 @@ _EFFICIENTNET = (
   ("stem", r"^(?:conv_stem|bn1)/"),
   ("block", r"^blocks/(\d+)/"),
   ("top", r"^(?:conv_head|bn2)/"),
-  ("head", r"^classifier/"),
+  ("head", r"^(?:classifier|head)/"),  # `head/`: a named head (`config.model.head`).
 )
 _MOBILENET = (
   ("stem", r"^features/0/"),
@@ -52,7 +52,7 @@ _MOBILENET = (
 _VGG = (
   ("features", r"^features/"),
   ("fc", r"^classifier/[0-5]/"),
-  ("head", r"^classifier/6/"),
+  ("head", r"^(?:classifier/6|head)/"),  # `head/`: a named head, which replaces fc6-fc8.
 )
 _INCEPTION = (
   ("stem", r"^Conv2d_"),
@@ -137,7 +137,7 @@ def assign(model_name: str, paths: Sequence[str]) -> dict[str, list[str]]:
 # (batch_normalization_85 and _93) and the classifier.
 KERAS_TRAINABLE_FROM: dict[str, dict[int, tuple[str, ...]]] = {
   "resnet50_keras": {165: (r"^layer4/2/", r"^head/")},
-  "vgg19": {17: (r"^features/(?:28|30|32|34)/", r"^classifier/")},
+  "vgg19": {17: (r"^features/(?:28|30|32|34)/", r"^(?:classifier|head)/")},
   "densenet121": {
     423: (r"^features/denseblock4/denselayer16/conv2/", r"^features/norm5/", r"^head/")
   },

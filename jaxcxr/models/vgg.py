@@ -190,6 +190,8 @@ class VGG(Backbone):
         Logits ``(N, num_classes)``, or fc7 features ``(N, head_hidden_size)`` if
         ``num_classes == 0``.
     """
+    if getattr(self, "head", None) is not None:  # A named head (`config.model.head`).
+      return self.head(feats, train=train, rngs=rngs)
     use_dropout = train and self.drop_rate > 0.0
     # A stream, so that the two dropouts draw different masks from one key.
     rngs = dropout_rngs(rngs, needed=use_dropout, owner="VGG", rate=self.drop_rate)

@@ -57,16 +57,23 @@ def replace_head(
 
   if head["head"] not in heads.HEADS:
     raise ValueError(f"config.model.head={head['head']!r} is not one of {heads.HEADS}.")
-  if not isinstance(getattr(model, "head", None), heads.ClassifierHead):
+  if isinstance(getattr(model, "head", None), heads.ClassifierHead):
+    in_features = model.head.num_features
+  elif hasattr(model, "classifier") and hasattr(model, "num_features"):
+    in_features = model.num_features
+    # EfficientNet (its pooled `classifier`) and VGG (fc6-fc8 on the 7x7-pooled map): the named
+    # head reads the conv feature map as on the other families, and the classifier goes.
+    model.classifier = None
+  else:
     raise ValueError(
-      f"config.model.head={head['head']!r}: {config.model_name} has no `head` module to replace "
-      "(EfficientNet and VGG keep their classifier elsewhere); use the family's own head."
+      f"config.model.head={head['head']!r}: {config.model_name} has neither a `head` nor a "
+      "`classifier` to replace; use the family's own head."
     )
   size = int(config.input.image_size)
   # The feature map's spatial size, for the flattening head, without computing anything.
   shape = nnx.eval_shape(lambda m: m.forward_features(jnp.zeros((1, size, size, in_chans))), model)
   model.head = heads.NamedHead(
-    head["head"], model.head.num_features, num_classes, feature_hw=tuple(shape.shape[1:3]),
+    head["head"], in_features, num_classes, feature_hw=tuple(shape.shape[1:3]),
     hidden=tuple(head["head_hidden"]), activation=head["head_activation"],
     drop_rate=float(config.model.drop_rate), rngs=nnx.Rngs(config.seed + 1),
     dtype=jnp.dtype(config.dtype),
