@@ -174,6 +174,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Which state the final report (eval/<split>.json) evaluates: 'last' or 'best' (needs
   # best_monitor). The report says which (`selected`).
   c.select = "last"
+  # Also evaluate the initial state on eval_splits before the first step (the untrained-head
+  # baseline; Naik et al. 2021): eval/<split>@0.json. A resumed run does not repeat it.
+  c.eval_at_start = False
   # Evaluator plug-ins (jaxcxr.evaluators) run during training: {name: {type, split, every_steps,
   # ...}}. Empty: one 'classification' evaluator named 'val' on val_split every eval_every_steps.
   c.evals = ml_collections.ConfigDict()

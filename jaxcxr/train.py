@@ -378,6 +378,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   guard = guards.FiniteGuard(
     config.log_every_steps, checkpointer, best, guards.guard_advice(config)
   )
+  if config.eval_at_start and not start_step:
+    # The untrained-head baseline (Naik et al. 2021): the initial state on every report split,
+    # before any step, as eval/<split>@0.json. Not on resume: that state is gone by then.
+    final_reports(ctx, state, tuple(config.eval_splits), workdir,
+                  {"select": "initial", "step": 0}, writer, suffix="@0")  # fmt: skip
   preempt = guards.Preemption()
   preempt.arm()  # SIGTERM from here to the loop's end: save this step and exit
   for st in stages[int(state.stage) :]:

@@ -32,6 +32,8 @@ def test_study_tiny_trains_every_stage(name, tfds_dir, tmp_path):
   for key in ("precision_macro", "recall_macro", "f1_macro"):
     assert 0.0 <= test[key] <= 1.0
   assert all("accuracy" in v for v in test["per_class"].values())
+  # Naik et al.'s untrained-head baseline: the step-0 reports, only where the recipe asks.
+  assert os.path.exists(tmp_path / "eval" / "test@0.json") == (name == "naik2021")
 
 
 def test_zhang_chain_tiny_source_then_target(tfds_dir, tmp_path):

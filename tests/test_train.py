@@ -32,9 +32,18 @@ def _final_state(workdir):
 
 
 def test_train_and_evaluate_writes_reports_logs_and_checkpoints(tfds_dir, tmp_path):
-  c = tiny_config(tfds_dir, eval_every_steps=3)
+  c = tiny_config(tfds_dir, eval_every_steps=3, eval_at_start=True)
   results = train.train_and_evaluate(c, str(tmp_path))
   assert set(results) == {"val", "test"}
+  # eval_at_start: the initial state's reports beside the final ones, its own predictions.
+  for split in ("val", "test"):
+    initial = json.load(open(tmp_path / "eval" / f"{split}@0.json"))
+    assert initial["selected"] == {"select": "initial", "step": 0}
+    assert initial["num_examples"] == 8
+    p0 = np.load(tmp_path / "eval" / f"{split}@0_predictions.npz")["probs"]
+    p6 = np.load(tmp_path / "eval" / f"{split}_predictions.npz")["probs"]
+    assert p0.shape == p6.shape and not np.allclose(p0, p6)
+  initial_mtime = os.path.getmtime(tmp_path / "eval" / "val@0.json")
   for split in ("val", "test"):
     with open(tmp_path / "eval" / f"{split}.json") as f:
       report = json.load(f)
@@ -57,6 +66,7 @@ def test_train_and_evaluate_writes_reports_logs_and_checkpoints(tfds_dir, tmp_pa
   # Re-running a finished run trains no further and reproduces the same evaluation.
   again = train.train_and_evaluate(c, str(tmp_path))
   assert again["test"] == results["test"]
+  assert os.path.getmtime(tmp_path / "eval" / "val@0.json") == initial_mtime  # Not on resume.
 
 
 @pytest.mark.slow

@@ -28,8 +28,8 @@ Reported figure: not copied here (the paper was not available offline in this en
 What jaxcxr changes and why:
 * The upstream set has no patient ids and overlaps Cohen's and Kermany's sets (see the builder):
   the split cannot be patient-disjoint; near-duplicate images are grouped instead.
-* The untrained-head baseline (an evaluation at step 0) is not run: jaxcxr evaluates checkpoints
-  of trained steps only.
+* The untrained-head baseline is the final recipe's evaluation at step 0 (`eval_at_start`:
+  `eval/<split>@0.json` beside the trained reports); the search's trials skip it.
 """
 
 from configs import common, naik_inception
@@ -58,6 +58,7 @@ def get_config(arg: str = ""):
   c.model.head, c.model.head_hidden, c.model.head_activation = "gap_mlp", (32, 32, 32), "selu"
   c.augment.rotate_deg, c.augment.translate, c.augment.flip = 10.0, 0.1, 0.5
   c.eval_every_steps = 50
+  c.eval_at_start = True  # The study's untrained-head baseline.
   if "tiny" in args:
     common.tiny_stages(c, "resnet_tiny", (2, 3))
     c.stages[1].early_stopping.patience = 2
@@ -69,6 +70,7 @@ def get_config(arg: str = ""):
     first = c.stages[0].to_dict()
     c.stages = (config_lib.stage(**{**first, "name": "search"}),)
     c.best_monitor, c.select = "val_accuracy", "last"
+    c.eval_at_start = False  # Trials are ranked on val alone; the baseline is the final recipe's.
   return c
 
 
