@@ -16,6 +16,12 @@ naming the folder and the last complete checkpoint: orbax writes a step into
 `<step>.orbax-checkpoint-tmp` and renames it only once complete, so the half-written one is never
 taken as a checkpoint and a re-run with space resumes from the last complete one.
 
+Every finalized step folder is sealed with `jaxcxr_sha256.json`, the SHA-256 of each of its
+files (written by process 0 once orbax has finished the step: at the next save or wait), and
+checked before any restore: a flipped byte in an array file otherwise restores silently as a
+wrong weight. A step without the file (saved by an older jaxcxr, or the last save before a crash)
+restores unchecked; a mismatch raises `DamagedCheckpointError` naming the file.
+
 `BestCheckpointer` keeps, in a second directory (`WORKDIR/best`), the model state (parameters and
 batch statistics, no optimizer state) of the best evaluation of a monitor, with orbax's own
 `best_fn`/`best_mode` options of `CheckpointManagerOptions`.
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -57,6 +65,77 @@ def damaged(step_dir: str, error: BaseException) -> DamagedCheckpointError:
     f"The checkpoint {step_dir} cannot be restored: it is damaged, or not of the config's model "
     f"({reason}). Other steps in {parent}: {others or 'none'} (choose one with --step)."
   )
+
+
+MANIFEST = "jaxcxr_sha256.json"
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _files(step_dir: str) -> list[str]:
+  out = []
+  for root, _, names in os.walk(step_dir):
+    out += [os.path.relpath(os.path.join(root, n), step_dir) for n in names if n != MANIFEST]
+  return sorted(out)
+
+
+def seal(step_dir: str) -> None:
+  """Writes `step_dir/jaxcxr_sha256.json` ({relative path: sha256}) for a finalized step."""
+  digests = {rel: _sha256(os.path.join(step_dir, rel)) for rel in _files(step_dir)}
+  tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(digests, f, indent=0, sort_keys=True)
+  os.replace(tmp, os.path.join(step_dir, MANIFEST))
+
+
+def verify(step_dir: str) -> bool:
+  """Checks a step folder against its seal; returns False where it has none (unchecked).
+
+  Raises:
+    DamagedCheckpointError: a sealed file is missing or its bytes changed (named), or the seal
+      itself does not parse.
+  """
+  path = os.path.join(step_dir, MANIFEST)
+  if not os.path.exists(path):
+    return False
+  try:
+    with open(path) as f:
+      digests = json.load(f)
+  except (OSError, ValueError) as e:
+    raise damaged(step_dir, e) from e
+  for rel, want in digests.items():
+    full = os.path.join(step_dir, rel)
+    if not os.path.exists(full):
+      raise damaged(step_dir, FileNotFoundError(f"{rel} is missing (listed in {MANIFEST})"))
+    if _sha256(full) != want:
+      raise damaged(step_dir, ValueError(f"{rel} changed since it was saved (SHA-256 of "
+                                         f"{MANIFEST})"))  # fmt: skip
+  return True
+
+
+class _Sealer:
+  """Seals the steps a manager saved once they are final (orbax renames them when done)."""
+
+  def __init__(self, directory: str):
+    self.directory, self.pending = directory, []
+
+  def saved(self, step: int) -> None:
+    self.pending.append(step)
+
+  def seal_finished(self) -> None:
+    """Seals the pending steps; call only when the manager has finished (`wait_until_finished`:
+    nothing is written or deleted meanwhile). Steps deleted since (`max_to_keep`) are dropped."""
+    for step in self.pending:
+      step_dir = os.path.join(self.directory, str(step))
+      if jax.process_index() == 0 and os.path.isdir(step_dir):
+        seal(step_dir)
+    self.pending = []
 
 
 def _complete_steps(directory: str) -> list[int]:
@@ -104,6 +183,7 @@ class Checkpointer:
         create=True,
       ),
     )
+    self.sealer = _Sealer(self.directory)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -116,8 +196,12 @@ class Checkpointer:
     self, step: int, state: Any, data_iterator: Any, meta: dict[str, Any], force: bool = False
   ) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
+    if force or self.manager.should_save(step):
+      # orbax's save would wait for the previous one here anyway; waiting first lets that one
+      # be sealed while nothing is written.
+      self.wait()
     with _space_errors_named(self.directory):
-      return self.manager.save(
+      saved = self.manager.save(
         step,
         args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
@@ -126,9 +210,13 @@ class Checkpointer:
         ),
         force=force,
       )
+    if saved:
+      self.sealer.saved(step)
+    return saved
 
   def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> tuple[Any, Any]:
     """Restores the state (shaped and sharded like `abstract_state`) and the data iterator."""
+    verify(os.path.join(self.directory, str(step)))
     restored = self.manager.restore(
       step,
       args=ocp.args.Composite(
@@ -203,6 +291,7 @@ class Checkpointer:
 
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores only the train state (for evaluation or fine-tuning from a run)."""
+    verify(os.path.join(self.directory, str(step)))
     restored = self.manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     )
@@ -211,6 +300,7 @@ class Checkpointer:
   def wait(self) -> None:
     with _space_errors_named(self.directory):
       self.manager.wait_until_finished()
+    self.sealer.seal_finished()
 
   def close(self) -> None:
     self.wait()
@@ -235,15 +325,22 @@ class BestCheckpointer:
         create=True,
       ),
     )
+    self.sealer = _Sealer(self.directory)
 
   def save(self, step: int, state: Any, scalars: dict[str, float]) -> None:
     model = {"params": state.params, "rest": state.rest}
+    self.wait()  # As orbax's own save would; the previous best step is sealed meanwhile.
     with _space_errors_named(self.directory):
-      self.manager.save(step, args=ocp.args.StandardSave(model), metrics=scalars, force=True)
+      saved = self.manager.save(
+        step, args=ocp.args.StandardSave(model), metrics=scalars, force=True
+      )
+    if saved:
+      self.sealer.saved(step)
 
   def wait(self) -> None:
     with _space_errors_named(self.directory):
       self.manager.wait_until_finished()
+    self.sealer.seal_finished()
 
   def discard_after(self, step: int) -> list[int]:
     """Deletes the checkpoints of steps after `step`, the step a run resumes from.
@@ -265,6 +362,8 @@ class BestCheckpointer:
 
   def restore(self, step: int, abstract_model: Any) -> dict[str, Any]:
     """`{'params', 'rest'}` of checkpoint `step`, shaped like `abstract_model`."""
+    self.wait()  # The step may still be being written (and then sealed).
+    verify(os.path.join(self.directory, str(step)))
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_model))
 
   def close(self) -> None:

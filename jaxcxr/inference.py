@@ -128,6 +128,7 @@ def restore_state(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or _single()), target
   )
   directory = os.path.join(workdir, "best" if select == "best" else "checkpoints")
+  ckpt_lib.verify(os.path.join(directory, str(step)))  # Its seal: no changed byte restores.
   mgr = ocp.CheckpointManager(directory)
   try:
     if select == "best":

@@ -641,7 +641,7 @@ def test_full_disk_stops_the_run_naming_the_folder_and_nothing_is_lost(
 # --- a damaged file in a checkpoint that evaluation or inference restores -------------------------
 
 
-@pytest.mark.parametrize("damage", ["garbage_metadata", "truncated_manifest"])
+@pytest.mark.parametrize("damage", ["garbage_metadata", "truncated_manifest", "flipped_byte"])
 def test_restoring_a_damaged_checkpoint_names_its_step_folder(tiny_run, tmp_path, damage):
   """One file of the newest step damaged. (Resuming skips such a step: the truncated cases of
   `test_resume_skips_a_damaged_newest_checkpoint` go through the same `except`.)"""
@@ -657,14 +657,22 @@ def test_restoring_a_damaged_checkpoint_names_its_step_folder(tiny_run, tmp_path
   if damage == "garbage_metadata":  # same size, not JSON: a UnicodeDecodeError that names nothing
     path = step_dir / "state" / "_METADATA"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, path.stat().st_size, np.uint8))
-  else:  # the OCDBT manifest cut short: tensorstore's DATA_LOSS, deep inside the step
+  elif damage == "truncated_manifest":  # the OCDBT manifest cut short: tensorstore's DATA_LOSS
     # (Truncating one array data file often goes unnoticed: the partial restore may not read it.)
     path = step_dir / "state" / "manifest.ocdbt"
     with open(path, "r+b") as f:
       f.truncate(path.stat().st_size // 2)
+  else:  # one byte of the largest array file changed, size kept: only the seal can tell
+    path = max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)  # fmt: skip
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
   with pytest.raises(checkpoint.DamagedCheckpointError) as e:
     inference.restore(str(workdir))
   assert f"The checkpoint {step_dir} cannot be restored" in str(e.value)
+  rel = os.path.relpath(path, step_dir)
+  assert f"{rel} changed since it was saved" in str(e.value)  # the seal names the file
   assert "Other steps in" in str(e.value) and "--step" in str(e.value)
   with pytest.raises(checkpoint.DamagedCheckpointError, match=f"checkpoint {step_dir} cannot"):
     evaluate.evaluate(None, str(workdir), splits=("test",))
@@ -692,3 +700,31 @@ def test_no_space_is_found_anywhere_in_the_error_chain(tmp_path):
         raise RuntimeError("a background save failed") from e
   with pytest.raises(KeyError), checkpoint._space_errors_named(str(tmp_path)):
     raise KeyError("data")
+
+
+def test_every_checkpoint_of_a_run_is_sealed_and_verified(tiny_run, tmp_path):
+  """`jaxcxr_sha256.json` in every kept step (regular and best); `verify` passes on them, fails
+  naming a file that went missing, and passes over a step without a seal (an older one)."""
+  import json
+  import os
+  import shutil
+
+  from jaxcxr import checkpoint
+
+  steps = []
+  for sub in ("checkpoints", "best"):
+    folder = os.path.join(tiny_run, sub)
+    steps += [os.path.join(folder, d) for d in os.listdir(folder) if d.isdigit()]
+  assert len(steps) >= 2
+  for step_dir in steps:
+    digests = json.load(open(os.path.join(step_dir, checkpoint.MANIFEST)))
+    assert any(k.endswith("manifest.ocdbt") for k in digests)  # the arrays are covered
+    assert checkpoint.verify(step_dir) is True
+  copy = tmp_path / "step"
+  shutil.copytree(steps[0], copy)
+  victim = sorted(json.load(open(copy / checkpoint.MANIFEST)))[0]
+  os.remove(copy / victim)
+  with pytest.raises(checkpoint.DamagedCheckpointError, match=f"{victim} is missing"):
+    checkpoint.verify(str(copy))
+  os.remove(copy / checkpoint.MANIFEST)
+  assert checkpoint.verify(str(copy)) is False
