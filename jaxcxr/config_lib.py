@@ -72,6 +72,17 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-class repetition factors ((class name, factor), ...) of the training split, applied after
   # `balance` (Bassi & Attux 2021's online oversampling x8 / x8 / x72).
   c.input.class_factors = ()
+  # Lung masking as preprocessing (jaxcxr.lung_mask; Zhang & Liu 2021): `run`, a segmentation
+  # run's workdir (configs/lung_unet.py; '' = off), its checkpoint `step` ('best', 'latest' or N),
+  # `mode` 'black' (outside the lungs set to 0), 'crop' (to the lungs' bounding box, widened by
+  # `margin` of its size per side) or 'both'; masks cached in `cache_dir` ('': WORKDIR/lung_masks).
+  # A predicted lung area outside [min_area, max_area] of the image falls back to the whole image.
+  c.input.lung_mask = ml_collections.ConfigDict(
+    {
+      "run": "", "step": "best", "mode": "black", "margin": 0.05, "cache_dir": "",
+      "min_area": 0.05, "max_area": 0.8,
+    }
+  )  # fmt: skip
 
   c.model_name = "resnet50"
   c.model = ml_collections.ConfigDict()
@@ -357,6 +368,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
       f"{config.loss.name!r}: segmentation trains with 'bce_dice', which only it can use."
     )
   require("loss.dice_weight", lambda v: 0 <= v < float("inf"), "a non-negative number")
+  from jaxcxr import lung_mask  # pylint: disable=g-import-not-at-top
+
+  lung_mask.check_config(config)
 
 
 def from_run_json(saved: dict) -> ml_collections.ConfigDict:

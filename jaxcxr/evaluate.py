@@ -63,7 +63,9 @@ def evaluate(
   """
   workdir = os.path.abspath(workdir)
   config = config if config is not None else inference.load_run_config(workdir)
-  s = train.setup(config, restoring=True)  # No pretrained download: the checkpoint has it all.
+  s = train.setup(
+    config, restoring=True, workdir=workdir
+  )  # No pretrained download: the checkpoint has it all.
   select, step = inference.resolve_step(workdir, step)
   # Against the abstract model of the setup: only parameters and statistics are read.
   state = inference.restore_state(
