@@ -20,7 +20,7 @@ image of every split, and every file `jaxcxr.predict` reads, goes through the sa
 Masks never come from a dataset's own `mask` feature: Cohen's V7 lung masks exist for COVID-19
 images only, so using them would make the input differ by class (a shortcut). The same UNet masks
 every class, and a mixture entry cannot carry masking of its own (`classes.components` refuses
-unknown keys; `check_config` names this one).
+unknown keys; `config_lib.check_lung_mask` names this one).
 
 Masks are computed once per image and cached as packed bits in
 `CACHE/<unet key>/<dataset>/<builder split>.npz` (CACHE: `lung_mask.cache_dir`, default
@@ -49,13 +49,14 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from jaxcxr import inference
+from jaxcxr import config_lib, inference
 from jaxcxr import masks as masks_lib
+from jaxcxr.constants import LUNG_MASK_MODES
 from jaxcxr.data import pipeline
 from jaxcxr.data.images import to_grey
 from jaxcxr.data.views import Data
 
-MODES = ("black", "crop", "both")
+MODES = LUNG_MASK_MODES
 CACHE_DIR = "lung_masks"
 _THRESHOLD = 0.5  # On the sigmoid probability, as the segmentation evaluator's default.
 
@@ -64,41 +65,6 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
   """Whether the run masks its inputs (`config.input.lung_mask.run` is set)."""
   lm = config.input.get("lung_mask")
   return bool(lm and lm.get("run"))
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """The `config.input.lung_mask` keys' values (the run's existence is checked on restore).
-
-  Raises:
-    ValueError: naming the key, its value and what is expected.
-  """
-  for i, m in enumerate(config.input.get("mixture", ())):
-    if "lung_mask" in dict(m):
-      raise ValueError(
-        f"config.input.mixture[{i}] sets 'lung_mask': masking applies to every component alike "
-        "(masked images of some sources or classes beside unmasked others are a shortcut); set "
-        "config.input.lung_mask instead."
-      )
-  if not enabled(config):
-    return
-  lm = config.input.lung_mask
-  if lm.mode not in MODES:
-    raise ValueError(f"config.input.lung_mask.mode={lm.mode!r}: expected one of {MODES}.")
-  if not (isinstance(lm.margin, int | float) and 0 <= lm.margin < 1):
-    raise ValueError(
-      f"config.input.lung_mask.margin={lm.margin!r}: expected a number in [0, 1) (a fraction "
-      "of the lung bounding box added on each side)."
-    )
-  if not 0 <= lm.min_area <= lm.max_area <= 1:
-    raise ValueError(
-      f"config.input.lung_mask: min_area={lm.min_area!r}, max_area={lm.max_area!r}: expected "
-      "0 <= min_area <= max_area <= 1 (fractions of the image)."
-    )
-  if config.get("task", "classification") != "classification":
-    raise ValueError(
-      f"config.input.lung_mask.run is set for config.task={config.task!r}: lung masking is "
-      "preprocessing for classification."
-    )
 
 
 def apply(grey: np.ndarray, mask: np.ndarray, mode: str, margin: float = 0.0) -> np.ndarray:
@@ -373,7 +339,7 @@ def load_splits(config: ml_collections.ConfigDict, workdir: str | None) -> Data:
   entry for training, evaluation, the report's gallery and the markers test."""
   from jaxcxr.data import splits  # pylint: disable=g-import-not-at-top
 
-  check_config(config)
+  config_lib.check_lung_mask(config)
   data = splits.load(config.input)
   if not enabled(config):
     return data

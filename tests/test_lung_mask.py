@@ -245,3 +245,19 @@ def test_postprocess_fallback_is_counted(tfds_dir, unet_run, tmp_path):
   for i in np.flatnonzero(fell):
     assert view.mask(i).all()  # The whole image: passed on unmasked.
   assert masker.post == masks.PostprocessConfig(min_area=0.99, max_area=1.0)
+
+
+def test_recipes_take_masked_and_mask_mode():
+  from configs import kermany_cohen  # pylint: disable=g-import-not-at-top
+  from configs.studies import zhang2021  # pylint: disable=g-import-not-at-top
+
+  c = kermany_cohen.get_config("tiny,masked=/runs/unet,mask_mode=both")
+  assert (c.input.lung_mask.run, c.input.lung_mask.mode) == ("/runs/unet", "both")
+  config_lib.validate(c)
+  assert kermany_cohen.get_config("tiny").input.lung_mask.run == ""  # off by default
+  z = zhang2021.get_config("tiny,4class,source=imagenet,masked=/runs/unet")
+  assert (z.input.lung_mask.run, z.input.lung_mask.mode) == ("/runs/unet", "black")
+  with pytest.raises(ValueError, match="mask_mode=crop needs masked"):
+    kermany_cohen.get_config("mask_mode=crop")
+  with pytest.raises(ValueError, match="lung_mask.mode='blur'"):
+    config_lib.validate(kermany_cohen.get_config("tiny,masked=/u,mask_mode=blur"))
