@@ -31,7 +31,8 @@ records its dataset, data dir, split size and the key in full, and a file whose 
 is recomputed. A retrained UNet (other parameters, even at the same step), another step or
 another run therefore never reads stale masks; a second training, the report's gallery and the
 markers test read the cache and never run the UNet on a cached image. `predict` masks its files
-with the UNet the run recorded and refuses a UNet whose parameters changed since training.
+and `evaluate.evaluate_external` its dataset (cached under its `--out`) with the UNet the run
+recorded, and both refuse a UNet whose parameters changed since training.
 """
 
 from __future__ import annotations
@@ -249,14 +250,17 @@ def mask_data(
   config: ml_collections.ConfigDict,
   cache_dir: str,
   masker: Masker | None = None,
+  data_dir: str | None = None,
 ) -> Data:
   """`data` with every split lung-masked by `config.input.lung_mask`, masks cached in `cache_dir`.
 
   Every process computes what the cache lacks (the same masks: the UNet's eval pass is
   deterministic); process 0 writes the files. `data.report['lung_mask']` says which UNet, how
-  many masks were cached or computed and the fallbacks per split.
+  many masks were cached or computed and the fallbacks per split. `data_dir`: where the data
+  were prepared, recorded in the cache (default `config.input.data_dir`).
   """
   lm = config.input.lung_mask
+  data_dir = data_dir or config.input.data_dir
   masker = masker or masker_for(config, config.input.eval_batch_size or config.input.batch_size)
   r = masker.resolution
   keys = {s: _record_keys(v) for s, v in data.splits.items()}
@@ -273,7 +277,7 @@ def mask_data(
       "unet": masker.key,
       "dataset": dataset,
       "split": split,
-      "data_dir": os.path.abspath(config.input.data_dir or "") if config.input.data_dir else "",
+      "data_dir": os.path.abspath(data_dir) if data_dir else "",
     }
     path = _cache_path(cache_dir, masker.digest, dataset, split)
     p, f = _read_cache(path, meta)

@@ -194,7 +194,7 @@ def test_a_mixture_cannot_mask_some_sources_only(tfds_dir, tmp_path):
 
 
 def test_a_run_with_lung_masks_predicts_its_files_masked(tfds_dir, unet_run, tmp_path):
-  from jaxcxr import inference, predict, train  # pylint: disable=g-import-not-at-top
+  from jaxcxr import evaluate, inference, predict, train  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / "cls")
   c = _masked_config(tfds_dir, unet_run)
@@ -222,6 +222,13 @@ def test_a_run_with_lung_masks_predicts_its_files_masked(tfds_dir, unet_run, tmp
   _, pixels, _ = predict.load_images(predict.collect_inputs([str(pngs)]), 32)
   p = predict.Predictor(restored, 4)
   assert np.abs(p.probabilities(p.logits(pixels)) - want).max() > 1e-4
+
+  # An external evaluation (here the same test split, read as another build) is masked too.
+  ext = tmp_path / "ext"
+  evaluate.evaluate_external(workdir, "synthetic_cxr/tiny:test", str(ext))  # built in ext/tfds
+  with np.load(ext / "predictions.npz") as z:
+    np.testing.assert_allclose(z["probs"][np.argsort(z["index"])], want, atol=1e-5)
+  assert os.path.isdir(ext / lung_mask.CACHE_DIR)
 
   # A UNet whose parameters changed since training is refused.
   saved = os.path.join(workdir, "data_splits.json")
