@@ -268,3 +268,18 @@ def test_recipes_take_masked_and_mask_mode():
     kermany_cohen.get_config("mask_mode=crop")
   with pytest.raises(ValueError, match="lung_mask.mode='blur'"):
     config_lib.validate(kermany_cohen.get_config("tiny,masked=/u,mask_mode=blur"))
+
+
+def test_the_audit_of_a_masked_config_reads_the_masked_images(tfds_dir, unet_run, tmp_path):
+  from jaxcxr.audit import records_from_config  # pylint: disable=g-import-not-at-top
+
+  c = _masked_config(tfds_dir, unet_run)
+  recs = list(records_from_config(c, str(tmp_path)))
+  data = lung_mask.load_splits(c, str(tmp_path))  # the audit's masks, from the cache
+  assert data.report["lung_mask"]["masks_computed"] == 0
+  changed = 0
+  for r in recs:
+    view = data.splits[r.split]
+    np.testing.assert_array_equal(r.image, view[r.index]["image"])
+    changed += int((r.image != _raw_grey(view, r.index)).any())
+  assert len(recs) == sum(len(v) for v in data.splits.values()) and changed > 0
