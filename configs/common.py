@@ -1,5 +1,5 @@
 """What the recipes in `configs/` share: the `:arg` parser, the CI-sized `tiny` overrides and
-recipe pieces (fastai augmentation, the COVID-19 mixture recipe).
+recipe pieces (fastai augmentation, the COVID-19 mixture recipe, the `masked=` lung-mask words).
 
 `jaxcxr.config_lib` keeps the schema (`base_config`, every key and its default); this module holds
 the choices recipes make on top of it.
@@ -46,6 +46,21 @@ def parse_arg(
       + "."
     )
   return given, values
+
+
+# `:masked=UNET_RUN[,mask_mode=black|crop|both]` of the recipes that offer lung masking.
+LUNG_MASK_KEYS = ("masked", "mask_mode")
+
+
+def lung_mask(c: ml_collections.ConfigDict, kv: dict[str, str], recipe: str) -> None:
+  """`masked=UNET_RUN`: every image lung-masked by that segmentation run's best state
+  (`config.input.lung_mask`, `jaxcxr.lung_mask`), `mask_mode` 'black' (default, Zhang & Liu
+  2021), 'crop' or 'both'."""
+  if "mask_mode" in kv and not kv.get("masked"):
+    raise ValueError(f"{recipe}: mask_mode={kv['mask_mode']} needs masked=UNET_RUN.")
+  if kv.get("masked"):
+    c.input.lung_mask.run = kv["masked"]
+    c.input.lung_mask.mode = kv.get("mask_mode", "black")
 
 
 def tiny(c: ml_collections.ConfigDict, model_name: str, image_size: int, batch_size: int) -> None:

@@ -21,6 +21,11 @@ from a publication, and every other image a pediatric one from one hospital, so 
 confounded with source, age, size and format (`python -m jaxcxr.audit --config
 configs/kermany_cohen.py ...` measures how much). High accuracy here is not evidence of COVID-19
 detection. `:tiny` gives a CI-sized run (ResNet-tiny, 32 px, from scratch).
+
+`:masked=UNET_RUN` (with `mask_mode=black|crop|both`, default black) lung-masks every image of
+every class by a `configs/lung_unet.py` run (`jaxcxr.lung_mask`; never by Cohen's own masks,
+which exist for COVID-19 images only), for the masked-vs-unmasked comparison of Zhang & Liu 2021:
+the same recipe and seed with and without it.
 """
 
 from configs import common
@@ -30,7 +35,9 @@ CLASS_NAMES = ("normal", "bacterial", "viral", "covid-19")
 
 
 def get_config(arg: str = ""):
-  args, _ = common.parse_arg(arg, "configs/kermany_cohen.py", words=("tiny",))
+  args, kv = common.parse_arg(
+    arg, "configs/kermany_cohen.py", words=("tiny",), keys=common.LUNG_MASK_KEYS
+  )
   c = config_lib.base_config()
   c.input.mixture = (
     {"data": "chest_xray_pneumonia/3class"},  # normal, bacterial, viral as they are.
@@ -38,4 +45,5 @@ def get_config(arg: str = ""):
   )
   c.input.class_names = CLASS_NAMES
   common.covid_mixture_recipe(c, is_tiny="tiny" in args)
+  common.lung_mask(c, kv, "configs/kermany_cohen.py")
   return c

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD
+from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD, LUNG_MASK_MODES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -72,6 +72,17 @@ def base_config() -> ml_collections.ConfigDict:
   # Per-class repetition factors ((class name, factor), ...) of the training split, applied after
   # `balance` (Bassi & Attux 2021's online oversampling x8 / x8 / x72).
   c.input.class_factors = ()
+  # Lung masking as preprocessing (jaxcxr.lung_mask; Zhang & Liu 2021): `run`, a segmentation
+  # run's workdir (configs/lung_unet.py; '' = off), its checkpoint `step` ('best', 'latest' or N),
+  # `mode` 'black' (outside the lungs set to 0), 'crop' (to the lungs' bounding box, widened by
+  # `margin` of its size per side) or 'both'; masks cached in `cache_dir` ('': WORKDIR/lung_masks).
+  # A predicted lung area outside [min_area, max_area] of the image falls back to the whole image.
+  c.input.lung_mask = ml_collections.ConfigDict(
+    {
+      "run": "", "step": "best", "mode": "black", "margin": 0.05, "cache_dir": "",
+      "min_area": 0.05, "max_area": 0.8,
+    }
+  )  # fmt: skip
 
   c.model_name = "resnet50"
   c.model = ml_collections.ConfigDict()
@@ -360,6 +371,43 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
       f"{config.loss.name!r}: segmentation trains with 'bce_dice', which only it can use."
     )
   require("loss.dice_weight", lambda v: 0 <= v < float("inf"), "a non-negative number")
+  check_lung_mask(config)
+
+
+def check_lung_mask(config: ml_collections.ConfigDict) -> None:
+  """`config.input.lung_mask` (`jaxcxr.lung_mask`): its keys' values (the UNet run itself is
+  checked when it is restored), and no mixture entry masking on its own.
+
+  Raises:
+    ValueError: naming the key, its value and what is expected.
+  """
+  for i, m in enumerate(config.input.get("mixture", ())):
+    if "lung_mask" in dict(m):
+      raise ValueError(
+        f"config.input.mixture[{i}] sets 'lung_mask': masking applies to every component alike "
+        "(masked images of some sources or classes beside unmasked others are a shortcut); set "
+        "config.input.lung_mask instead."
+      )
+  if not config.input.get("lung_mask", {}).get("run"):
+    return
+  lm = config.input.lung_mask
+  if lm.mode not in LUNG_MASK_MODES:
+    raise ValueError(f"config.input.lung_mask.mode={lm.mode!r}: expected one of {LUNG_MASK_MODES}.")
+  if not (isinstance(lm.margin, int | float) and 0 <= lm.margin < 1):
+    raise ValueError(
+      f"config.input.lung_mask.margin={lm.margin!r}: expected a number in [0, 1) (a fraction "
+      "of the lung bounding box added on each side)."
+    )
+  if not 0 <= lm.min_area <= lm.max_area <= 1:
+    raise ValueError(
+      f"config.input.lung_mask: min_area={lm.min_area!r}, max_area={lm.max_area!r}: expected "
+      "0 <= min_area <= max_area <= 1 (fractions of the image)."
+    )
+  if config.get("task", "classification") != "classification":
+    raise ValueError(
+      f"config.input.lung_mask.run is set for config.task={config.task!r}: lung masking is "
+      "preprocessing for classification."
+    )
 
 
 def from_run_json(saved: dict) -> ml_collections.ConfigDict:

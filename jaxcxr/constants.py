@@ -43,3 +43,6 @@ CHESTXRAY14_FINDINGS = (
 )
 # The same findings as TFDS label names (`Pleural_Thickening` -> `pleural_thickening`).
 CHESTXRAY14_LABELS = tuple(f.lower() for f in CHESTXRAY14_FINDINGS)
+
+# config.input.lung_mask.mode (jaxcxr.lung_mask): outside the lungs black, cropped to them, both.
+LUNG_MASK_MODES = ("black", "crop", "both")

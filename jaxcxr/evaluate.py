@@ -44,7 +44,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from jaxcxr import cli, evaluators, inference, losses, metrics, post_hoc, sharding, train
+from jaxcxr import cli, evaluators, inference, losses, lung_mask, metrics, post_hoc, sharding, train
 from jaxcxr.data import classes, tfds_access, views
 
 
@@ -63,7 +63,9 @@ def evaluate(
   """
   workdir = os.path.abspath(workdir)
   config = config if config is not None else inference.load_run_config(workdir)
-  s = train.setup(config, restoring=True)  # No pretrained download: the checkpoint has it all.
+  s = train.setup(
+    config, restoring=True, workdir=workdir
+  )  # No pretrained download: the checkpoint has it all.
   select, step = inference.resolve_step(workdir, step)
   # Against the abstract model of the setup: only parameters and statistics are read.
   state = inference.restore_state(
@@ -199,6 +201,11 @@ def evaluate_external(
   multi = index.targets is not None
   report = {"method": "external", **left_out}
   ext_data = views.Data({label: view}, run_classes, report, multi_label=multi)
+  # A lung-masked run sees these images masked by its own UNet too (cached under `out`).
+  masker = lung_mask.run_masker(workdir, config, config.input.eval_batch_size or 16)
+  if masker is not None:
+    cache = lung_mask.cache_dir_for(config, out)
+    ext_data = lung_mask.mask_data(ext_data, config, cache, masker, data_dir=data_dir)
 
   mesh = sharding.make_mesh()
   # The state the run reported (`config.select`), parameters and statistics only.

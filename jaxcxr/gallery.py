@@ -18,7 +18,8 @@ ties broken by the split index. The map explains the predicted class (multi-labe
 
 The run is restored with `jaxcxr.inference.restore` at the state the report evaluated
 (`eval/<split>.json`'s `selected`); the images are read again from the run's data
-(`jaxcxr.data.splits.load(config.input)`, by their split index) and preprocessed exactly as
+(`jaxcxr.lung_mask.load_splits`: `splits.load(config.input)`, lung-masked from the run's mask
+cache where it trained so; by their split index) and preprocessed exactly as
 evaluation does (`pipeline.Preprocess`, then `predict.explain_maps`: `training.steps.model_inputs`
 and the batched Grad-CAM). Their probabilities are recomputed (`predict.Predictor`) and compared
 with the npz, so a dataset changed since the run shows as a difference instead of passing
@@ -92,8 +93,8 @@ def build(workdir: str, k: int, split: str = "test", batch_size: int = 32) -> di
       prepared any more (`splits.load`'s message).
     ValueError: the split no longer matches the predictions (its size or an image's label).
   """
-  from jaxcxr import inference, predict  # pylint: disable=g-import-not-at-top
-  from jaxcxr.data import pipeline, splits  # pylint: disable=g-import-not-at-top
+  from jaxcxr import inference, lung_mask, predict  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import pipeline  # pylint: disable=g-import-not-at-top
   from jaxcxr.explain import save_overlay  # pylint: disable=g-import-not-at-top
 
   if k < 1:
@@ -106,7 +107,7 @@ def build(workdir: str, k: int, split: str = "test", batch_size: int = 32) -> di
     probs, labels, index = z["probs"], z["label"], z["index"]
   restored = inference.restore(workdir, _state_of(workdir, split))
   names, config = restored.class_names, restored.config
-  source = splits.load(config.input).split(split)
+  source = lung_mask.load_splits(config, workdir).split(split)  # The images the run saw.
   if len(source) != len(index):
     raise ValueError(
       f"split {split!r} of the run's data has {len(source)} images, {path} {len(index)}: the data "

@@ -9,12 +9,14 @@ itself is not opened). The temperature and operating points training fitted on v
 `jaxcxr.post_hoc`'s (`post_hoc.load(workdir)`).
 
 Which state: `latest` (the newest checkpoint), `best` (the state `config.best_monitor` kept in
-`WORKDIR/best`) or a step number of `WORKDIR/checkpoints`.
+`WORKDIR/best`) or a step number of `WORKDIR/checkpoints`. `Predictor` is the restored run's
+jitted forward pass (eval mode), which `predict`, `gallery`, `markers` and `lung_mask` share.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -22,11 +24,13 @@ from typing import Any
 import flax
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from jaxcxr import checkpoint as ckpt_lib
 from jaxcxr import config_lib
+from jaxcxr.training import steps as steps_lib
 
 RUN_CONFIG = "config.json"
 RUN_SPLITS = "data_splits.json"
@@ -179,3 +183,30 @@ def restore(
   graphdef, abstract = abstract_model(config, config.num_classes or len(names))
   state = restore_state(workdir, select, n, abstract, sharding)
   return Restored(config, names, graphdef, state, n, select)
+
+
+@dataclasses.dataclass
+class Predictor:
+  """A restored run's jitted forward pass: uint8 images → float32 logits, in padded batches."""
+
+  restored: Restored
+  batch_size: int = 32
+
+  def __post_init__(self):
+    r = self.restored
+    self._logits = jax.jit(
+      functools.partial(steps_lib.predict_logits, graphdef=r.graphdef, config=r.config)
+    )
+
+  def logits(self, batch_images: np.ndarray) -> np.ndarray:
+    """Logits of uint8 `(N, S, S, 1)` images (padded to `batch_size`: one compiled shape)."""
+    out = []
+    for start in range(0, len(batch_images), self.batch_size):
+      chunk = batch_images[start : start + self.batch_size]
+      padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.uint8)
+      padded[: len(chunk)] = chunk
+      out.append(np.asarray(self._logits(self.restored.state, {"image": padded}))[: len(chunk)])
+    return np.concatenate(out)
+
+  def probabilities(self, logits: np.ndarray) -> np.ndarray:
+    return np.asarray(steps_lib.probabilities(logits, self.restored.config))

@@ -40,9 +40,9 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxcxr import cli, inference, predict
+from jaxcxr import cli, inference, lung_mask, predict
 from jaxcxr.data import images as images_lib
-from jaxcxr.data import pipeline, splits
+from jaxcxr.data import pipeline
 
 WORDS = ("PORTABLE", "SUPINE", "AP", "PA", "ERECT", "COVID-19")
 LETTERS = ("L", "R", "A", "B", "C", "D")
@@ -180,7 +180,8 @@ def marker_test(
     raise ValueError(f"size_range {size_range} must satisfy 0 < low <= high < 1.")
   restored = inference.restore(workdir, step)
   config, names = restored.config, restored.class_names
-  source = splits.load(config.input).split(split)
+  # A lung-masked run's images are masked (its cached masks) before the markers are planted.
+  source = lung_mask.load_splits(config, workdir).split(split)
   n = len(source) if max_images is None else min(len(source), max_images)
   if n == 0:
     raise ValueError(f"split {split!r} of the run in {workdir} is empty.")

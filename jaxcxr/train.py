@@ -44,6 +44,7 @@ from jaxcxr import (
   config_lib,
   evaluators,
   losses,
+  lung_mask,
   metrics,
   models,
   optim,
@@ -68,8 +69,10 @@ from jaxcxr.training.steps import (  # noqa: F401  (the public names of jaxcxr.t
 )
 
 
-def _load_datasets(config: ml_collections.ConfigDict) -> splits.Data:
-  """The run's splits (jaxcxr.data.splits); datasets are prepared by process 0 if needed."""
+def _load_datasets(config: ml_collections.ConfigDict, workdir: str | None = None) -> splits.Data:
+  """The run's splits (jaxcxr.data.splits); datasets are prepared by process 0 if needed.
+  With `config.input.lung_mask` every split is lung-masked (`jaxcxr.lung_mask`; masks cached
+  under `workdir` unless `lung_mask.cache_dir` says where)."""
   if config.input.prepare and jax.process_index() == 0:
     for comp in classes.components(config.input):
       tfds_access.prepare(
@@ -78,7 +81,7 @@ def _load_datasets(config: ml_collections.ConfigDict) -> splits.Data:
       )
   sharding.sync("dataset_prepared")
   # Builders are re-created after preparation so that every process reads the written info.
-  return splits.load(config.input)
+  return lung_mask.load_splits(config, workdir)
 
 
 def create_train_state(
@@ -151,11 +154,14 @@ def has_checkpoint(workdir: str | None) -> bool:
   return bool(ckpts) and os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))
 
 
-def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
+def setup(
+  config: ml_collections.ConfigDict, restoring: bool = False, workdir: str | None = None
+) -> Setup:
   """Mesh, dataset (prepared if needed), stages, optimizer, model and initial state.
 
   `restoring`: the state will be restored from a checkpoint, so `config.model_init` is not
-  loaded (no pretrained download; resume always wins over model_init).
+  loaded (no pretrained download; resume always wins over model_init). `workdir`: where a
+  lung-masked run caches its masks (`config.input.lung_mask`).
   """
   mesh = sharding.make_mesh()
   logging.info(
@@ -166,7 +172,7 @@ def setup(config: ml_collections.ConfigDict, restoring: bool = False) -> Setup:
     dict(mesh.shape),
   )
   config_lib.validate(config, num_devices=mesh.devices.size)
-  data = _load_datasets(config)
+  data = _load_datasets(config, workdir)
   class_names = data.class_names
   num_classes = config.num_classes or len(class_names)
   if num_classes != len(class_names):
@@ -305,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if is_main:
     workdir_lock.hold(workdir)  # a second run on this workdir is refused, naming the first
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  s = setup(config, restoring=has_checkpoint(workdir))
+  s = setup(config, restoring=has_checkpoint(workdir), workdir=workdir)
   mesh, data, class_names, stages = s.mesh, s.data, s.class_names, s.stages
   post_hoc.check(config.report, class_names)
   graphdef, state = s.graphdef, s.state

@@ -467,3 +467,34 @@ def test_real_radiographs_planted_copies(tmp_path):
   assert _by_file(report, "cross_split") == expected
   assert report["near_duplicates"]["counts"]["within_split"] == 0
   assert report["near_duplicates"]["clusters"] == len(originals)
+
+
+def test_lung_masking_of_one_class_only_is_flagged():
+  """Masked COVID-19 images beside unmasked others (what Cohen's V7 masks, which exist only for
+  COVID-19, would give): same dataset, size and format, yet the black background tells the class.
+  The same masking applied to every class is not flagged."""
+  from jaxcxr import lung_mask  # pylint: disable=g-import-not-at-top
+
+  yy, xx = np.mgrid[:120, :100]
+  lungs = (((yy - 60) / 45) ** 2 + ((xx - 28) / 18) ** 2 <= 1) | (
+    ((yy - 60) / 45) ** 2 + ((xx - 72) / 18) ** 2 <= 1
+  )
+
+  def records(masked_classes):
+    recs = []
+    for i in range(120):
+      label = ("covid-19", "normal", "pneumonia")[i % 3]
+      img = np.clip(_radiograph(i, 120, 100).astype(int) + 1, 1, 255).astype(np.uint8)
+      if label in masked_classes:
+        img = lung_mask.apply(img, lungs, "black")
+      recs.append(
+        audit.Record("mix", "train", i, label=label, patient_id=f"p{i}", filename=f"{i}.png",
+                     image=img)
+      )  # fmt: skip
+    return recs
+
+  sc = audit.audit(records({"covid-19"}))["shortcuts"]
+  assert sc["strongest_factor"] == "black" and sc["shortcut_score"] > 0.9
+  assert sc["factors"]["black"]["tree"]["per_class"]["covid-19"]["mcc"] > 0.9
+  same = audit.audit(records({"covid-19", "normal", "pneumonia"}))["shortcuts"]
+  assert same["factors"]["black"]["tree"]["shortcut_score"] < 0.3

@@ -26,8 +26,12 @@ What jaxcxr changes and why:
   Kermany with the same seed by patient (train/val/test 70/10/20 over all of Kermany's images,
   near-duplicates grouped), so Kermany test patients are test patients in both tasks; Cohen's
   patients appear only in the targets.
-* Images are resized, not letterboxed with grey padding (jaxcxr has no letterbox resize yet);
-  no lung masking (the segmentation UNet does not exist yet).
+* Images are resized, not letterboxed with grey padding (jaxcxr has no letterbox resize yet).
+* Lung masking, the study's preprocessing, is `masked=UNET_RUN` (a `configs/lung_unet.py` run;
+  `mask_mode=black` by default, the study's black background; `crop`, `both`): every image of
+  every class and split, and every file `jaxcxr.predict` reads, is masked by that UNet
+  (`jaxcxr.lung_mask`). Give the same `masked=` to the source task and its targets. Off by
+  default, so an unmasked run stays the comparison.
 """
 
 from configs import common, homologous
@@ -37,7 +41,10 @@ TARGETS = ("source", "4class", "3class")
 
 def get_config(arg: str = ""):
   args, kv = common.parse_arg(
-    arg, "configs/studies/zhang2021.py", words=("tiny", *TARGETS), keys=("data", "source")
+    arg,
+    "configs/studies/zhang2021.py",
+    words=("tiny", *TARGETS),
+    keys=("data", "source", *common.LUNG_MASK_KEYS),
   )
   task = [t for t in TARGETS if t in args] or ["4class"]
   if len(task) > 1:
@@ -96,4 +103,5 @@ def get_config(arg: str = ""):
       c.num_epochs, c.total_steps = 0.0, 3
       c.schedule.boundaries_epochs, c.schedule.boundaries_steps = (), (2,)
       c.best_monitor, c.select = "val_loss", "best"
+  common.lung_mask(c, kv, "configs/studies/zhang2021.py")
   return c

@@ -63,7 +63,7 @@ def main(argv: Sequence[str]) -> int:
   FLAGS = flags.FLAGS  # noqa: N806
   inputs: list[Iterable[Record]] = []
   if FLAGS.config is not None:
-    inputs.append(records_from_config(FLAGS.config))
+    inputs.append(records_from_config(FLAGS.config, FLAGS.out))  # lung masks cached in OUT
   for spec in FLAGS.data:
     name, splits = parse_data_spec(spec)
     inputs.append(

@@ -173,7 +173,7 @@ def _class_of(label: Any, class_names: Sequence[str]) -> str:
   return "|".join(n for n, v in zip(class_names, label, strict=True) if v > 0.5) or "no_finding"
 
 
-def records_from_config(config: Any) -> Iterator[Record]:
+def records_from_config(config: Any, workdir: str | None = None) -> Iterator[Record]:
   """Records of the splits a training config makes (`jaxcxr.data.splits`), as training sees them.
 
   Every dataset of the config (its mixture, or `input.data`) is prepared if needed; each example
@@ -181,7 +181,9 @@ def records_from_config(config: Any) -> Iterator[Record]:
   name, `dataset` the TFDS dataset it comes from and `label` the config's output class, so that
   duplicates and patients shared between the splits a run will really use are found, including
   patient-grouped re-splits and mixtures. Class balancing is not applied: oversampled copies
-  would be reported as the duplicates they are.
+  would be reported as the duplicates they are. A lung-masked config
+  (`config.input.lung_mask.run`) yields the masked images the classifier sees
+  (`jaxcxr.lung_mask.load_splits`, masks cached under `workdir` or `lung_mask.cache_dir`).
   """
   # Imported here: `audit()` on plain records needs neither TFDS nor the builders.
   from jaxcxr.data import classes, splits, tfds_access  # pylint: disable=g-import-not-at-top
@@ -193,7 +195,15 @@ def records_from_config(config: Any) -> Iterator[Record]:
     tfds_access.prepare(
       tfds_access.get_builder(comp.data, cfg.data_dir), comp.manual_dir or cfg.manual_dir
     )
-  data = splits.load(cfg)
+  if config.input.get("lung_mask") and config.input.lung_mask.get("run"):
+    from jaxcxr import lung_mask  # pylint: disable=g-import-not-at-top
+
+    full = config.copy_and_resolve_references()
+    with full.unlocked():
+      full.input = cfg
+    data = lung_mask.load_splits(full, workdir)
+  else:
+    data = splits.load(cfg)
   for split, view in data.splits.items():
     for i in range(len(view)):
       try:

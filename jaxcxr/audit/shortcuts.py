@@ -1,6 +1,8 @@
 """Shortcuts: how well the class can be told from metadata alone (DeGrave et al. 2021).
 
-Per factor (source dataset, `source` field, width, height, aspect ratio, file format):
+Per factor (source dataset, `source` field, width, height, aspect ratio, file format, and the
+fraction of black pixels, which tells lung-masked images (black outside the lungs, Zhang & Liu
+2021's preprocessing) from unmasked ones, so masking applied to some classes only shows):
 Cramér's V, normalized mutual information and the patient-grouped cross-validated accuracy of a
 decision tree, against always answering the majority class, with one-vs-rest Matthews
 correlations per class.
@@ -22,8 +24,8 @@ from jaxcxr.data.duplicates import ImageFeatures
 # over the majority class (as a fraction of the possible gain) and the best one-vs-rest Matthews
 # correlation of a class predicted from metadata (one class from one source).
 SHORTCUT_THRESHOLD = 0.5
-METADATA_FACTORS = ("dataset", "source", "width", "height", "aspect", "format")
-_NUMERIC_FACTORS = ("width", "height", "aspect")
+METADATA_FACTORS = ("dataset", "source", "width", "height", "aspect", "format", "black")
+_NUMERIC_FACTORS = ("width", "height", "aspect", "black")
 
 
 def _factor_values(recs: list[Record], feats: list[ImageFeatures]) -> dict[str, np.ndarray]:
@@ -34,6 +36,7 @@ def _factor_values(recs: list[Record], feats: list[ImageFeatures]) -> dict[str, 
     "height": np.array([f.height for f in feats], np.float64),
     "aspect": np.array([round(f.width / f.height, 2) for f in feats], np.float64),
     "format": np.array([format_of(r.filename) for r in recs]),
+    "black": np.array([round(f.black, 2) for f in feats], np.float64),
   }
 
 

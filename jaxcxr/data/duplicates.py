@@ -61,6 +61,9 @@ class ImageFeatures:
   width: int
   phash: np.ndarray  # (8, 4) uint64: the 8 dihedral transforms, identity first.
   whash: np.ndarray  # (8, 4) uint64.
+  # Fraction of pixels at grey level 0: large where an image was lung-masked (black outside the
+  # lungs), so the audit can see masking that differs by class.
+  black: float = 0.0
 
 
 def _hash_words(h: imagehash.ImageHash) -> np.ndarray:
@@ -80,7 +83,9 @@ def image_features(image: np.ndarray | bytes) -> ImageFeatures:
   whash = np.stack(
     [_hash_words(imagehash.whash(v, hash_size=HASH_SIZE, image_scale=_THUMB)) for v in views]
   )
-  return ImageFeatures(digest, grey.shape[0], grey.shape[1], phash, whash)
+  return ImageFeatures(
+    digest, grey.shape[0], grey.shape[1], phash, whash, float((grey == 0).mean())
+  )
 
 
 def hamming_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
