@@ -83,8 +83,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
+def to_local(tree: Any, mesh: Mesh) -> Any:
+  """This process's rows of a pytree of batch-sharded global arrays, as host numpy, in the order
+  `shard_batch` took them (no collective: the inverse of `shard_batch`)."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  local = multihost_utils.global_array_to_host_local_array(tree, mesh, P(DATA_AXIS))
+  return jax.tree.map(np.asarray, local)
+
+
 def process_allgather(tree: Any) -> Any:
-  """Gathers a pytree of global (possibly batch-sharded) arrays into host numpy on every process."""
+  """Gathers a pytree into host numpy on every process: global (possibly batch-sharded) arrays
+  whole, process-local arrays concatenated along their first axis in process order."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
   return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)

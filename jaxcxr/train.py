@@ -424,8 +424,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       hooks_lib.Checkpoint(checkpointer, meta, train_iter),
     ]
     loop = hooks_lib.Loop(
-      state=state, stage=st, step=int(state.step), writer=writer, progress=progress, guard=guard
-    )
+      state=state, stage=st, step=int(state.step), stage_step=int(state.stage_step), writer=writer,
+      progress=progress, guard=guard,
+    )  # fmt: skip
     compiled = False
     while not loop.stage_over and not loop.halt:
       batch = sharding.shard_batch(next(train_iter), mesh)
@@ -438,6 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           jax.block_until_ready(loop.step_metrics)
         compiled = True
       loop.step += 1
+      loop.stage_step += 1  # As the step did on device (no sync)
       loop.stage_over = loop.stage_step >= st.total_steps
       for hook in hooks:
         hook.after_step(loop)

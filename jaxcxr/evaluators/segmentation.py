@@ -1,79 +1,45 @@
 """The segmentation evaluator: one pass over a split → per-image Dice and IoU, loss, fallbacks.
 
 Runs the jitted eval step (sigmoid probabilities and the training loss, `bce_dice`, against each
-image's mask) over every example of the split once, thresholds the probabilities at
-`threshold` (0.5), and scores each image's mask with `jaxcxr.masks.dice_iou` at the training
-resolution, against the stored mask resized as the images are. With `postprocess` (default on)
-the masks are first cleaned by `jaxcxr.masks.postprocess` (two largest components, holes
-filled, whole-image fallback on an implausible area); the headline `dice` / `iou` are then those
-of the cleaned masks, `dice_raw` / `iou_raw` those before, and `fallbacks` counts the images that
-fell back. The final reports also write the masks and an overlay PNG (`write_predictions`).
-Monitors: `<name>_dice`, `<name>_iou`, `<name>_loss` (best checkpoint by
+image's mask) over every example of the split once (one gather per split: `base.predict_split`),
+thresholds the probabilities at `threshold` (0.5) on device, and scores each image's mask with
+`jaxcxr.masks.dice_iou` at the training resolution, against the stored mask resized as the images
+are. With `postprocess` (default on) the masks are first cleaned by `jaxcxr.masks.postprocess` (two
+largest components, holes filled, whole-image fallback on an implausible area); the headline `dice`
+/ `iou` are then those of the cleaned masks, `dice_raw` / `iou_raw` those before, and `fallbacks`
+counts the images that fell back. The final reports also write the masks and an overlay PNG
+(`write_predictions`). Monitors: `<name>_dice`, `<name>_iou`, `<name>_loss` (best checkpoint by
 `val_dice`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
 
 from jaxcxr import masks as masks_lib
-from jaxcxr import sharding
-from jaxcxr.data import pipeline
-from jaxcxr.evaluators.base import EvalContext, register
+from jaxcxr.evaluators.base import EvalContext, predict_split, register
 
 
-def predict_masks(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.ndarray]:
-  """Per-example `probs` (N, S, S), `target` masks, `image`s (uint8), `loss`, `index` (into the
-  split) and `patient` of a split at the run's resolution."""
-  config, mesh = ctx.config, ctx.mesh
-  global_bs = config.input.eval_batch_size or config.input.batch_size
-  local_bs = sharding.local_batch_size(global_bs, mesh)
-  per_process = math.ceil(len(source) / jax.process_count())
-  out: dict[str, list[np.ndarray]] = {
-    "probs": [], "target": [], "image": [], "loss": [], "index": []
-  }  # fmt: skip
-  pad = []
-  for b, batch in enumerate(
-    pipeline.eval_batches(
-      source,
-      local_batch_size=local_bs,
-      image_size=config.input.image_size,
-      num_threads=config.input.num_threads,
-      with_masks=True,
-    )
-  ):
-    sharded = sharding.shard_batch(batch, mesh)
-    o = ctx.eval_step(state, {"image": sharded["image"], "label": sharded["seg"]})
-    gathered = sharding.process_allgather(
-      {
-        "probs": o["probs"],
-        "loss": o["loss"],
-        "target": sharded["seg"],
-        "image": sharded["image"],
-        "mask": sharded["mask"],
-      }
-    )
-    rows = np.concatenate(
-      [p * per_process + b * local_bs + np.arange(local_bs) for p in range(jax.process_count())]
-    )
-    out["probs"].append(np.asarray(gathered["probs"])[..., 0])
-    out["target"].append(np.asarray(gathered["target"])[..., 0])
-    out["image"].append(np.asarray(gathered["image"])[..., 0])
-    out["loss"].append(np.asarray(gathered["loss"]))
-    out["index"].append(rows)
-    pad.append(np.asarray(gathered["mask"]))
-  keep = np.concatenate(pad) > 0
-  res = {k: np.concatenate(v)[keep] for k, v in out.items()}
-  patients = getattr(source, "patients", None)
-  if patients is not None:
-    res["patient"] = np.asarray(patients)[res["index"]].astype(str)
-  return res
+def predict_masks(
+  ctx: EvalContext, state: Any, source: Any, threshold: float
+) -> dict[str, np.ndarray]:
+  """Per-example `raw` masks (N, S, S) (uint8: probabilities >= `threshold`), `target` masks,
+  `image`s (uint8), `loss`, `index` (into the split) and `patient` of a split at the run's
+  resolution."""
+
+  def outputs(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    # Thresholded on device: a byte per pixel to copy and gather instead of a float32.
+    return {"raw": (out["probs"][..., 0] >= threshold).astype(jnp.uint8), "loss": out["loss"]}
+
+  pred = predict_split(ctx, state, source, with_masks=True, outputs=outputs)
+  pred["target"], pred["image"] = pred.pop("seg")[..., 0], pred.pop("image")[..., 0]
+  return pred
 
 
 def summary(values: np.ndarray, prefix: str) -> dict[str, float]:
@@ -115,12 +81,12 @@ class Segmentation:
   def run(self, state: Any, split: str | None = None) -> dict[str, Any]:
     split = split or self.split
     source = self.ctx.data.split(split)
-    pred = predict_masks(self.ctx, state, source)
+    pred = predict_masks(self.ctx, state, source, self.threshold)
     if len(pred["index"]) != len(source):
       raise RuntimeError(
         f"Evaluated {len(pred['index'])} examples but the split {split!r} has {len(source)}."
       )
-    raw = (pred.pop("probs") >= self.threshold).astype(np.uint8)
+    raw = pred.pop("raw")
     dice_raw, iou_raw = masks_lib.dice_iou(raw, pred["target"])
     result: dict[str, Any] = {"num_examples": len(source), "threshold": self.threshold}
     if self.post is not None:

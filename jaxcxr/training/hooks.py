@@ -33,6 +33,9 @@ class Loop:
   state: Any
   stage: stages_lib.Stage
   step: int  # Global steps done.
+  # Steps done in this stage, counted on the host from the state's value at the stage's start
+  # (every train step adds one): reading `state.stage_step` would sync with the device each step.
+  stage_step: int = 0
   step_metrics: Any = None  # The last step's (device) metrics.
   writer: Any = None
   progress: Any = None
@@ -41,10 +44,6 @@ class Loop:
   stage_over: bool = False  # The stage ends after this step (length reached or early stop).
   halt: bool = False  # Save and exit after this step.
   guard: Any = None  # A guards.FiniteGuard (None: no check).
-
-  @property
-  def stage_step(self) -> int:
-    return int(self.state.stage_step)
 
   def ensure_finite(self) -> None:
     """Raises `guards.NonFiniteError` if a step not yet checked was not finite."""
