@@ -30,6 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.batch_size = 32  # Global batch, over all devices and hosts.
   c.input.eval_batch_size = 0  # 0: same as batch_size.
   c.input.image_size = 224
+  # How images reach image_size × image_size (jaxcxr.data.pipeline.fit; training, evaluation and
+  # inference alike): 'stretch' (aspect ratio not kept) or 'letterbox' (aspect ratio kept, the
+  # rest padded with grey level `pad_value` 0-255; Zhang & Liu 2021).
+  c.input.resize = "stretch"
+  c.input.pad_value = 128
   # Input normalisation: 'auto' (that of the pretrained weights in `model_init`, else 'torch'),
   # 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255), 'tf' ([-1, 1]) — the
   # Keras `preprocess_input` modes of the backbones' original weights — or 'custom' (the mean/std

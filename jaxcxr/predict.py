@@ -80,15 +80,20 @@ def _folder_images(folder: str) -> list[str]:
 
 
 def load_images(
-  paths: Sequence[str], image_size: int, skip_bad: bool = False
+  paths: Sequence[str],
+  image_size: int,
+  skip_bad: bool = False,
+  *,
+  resize: str = "stretch",
+  pad_value: int = 128,
 ) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
   """Decodes and preprocesses `paths` as evaluation does: `(kept paths, uint8 (N, S, S, 1),
-  unreadable [{file, error}])`.
+  unreadable [{file, error}])`; `resize`, `pad_value`: the run's `config.input` ones.
 
   Raises:
     ValueError: some files are unreadable and not `skip_bad`; the message names each.
   """
-  pre = pipeline.Preprocess(image_size)
+  pre = pipeline.Preprocess(image_size, resize=resize, pad_value=pad_value)
   kept, arrays, bad = [], [], []
   for path in paths:
     try:
@@ -190,7 +195,9 @@ def predict(
   restored = inference.restore(workdir, step)
   config, names = restored.config, restored.class_names
   t0 = time.perf_counter()
-  kept, pixels, bad = load_images(paths, config.input.image_size, skip_bad)
+  kept, pixels, bad = load_images(
+    paths, config.input.image_size, skip_bad, **pipeline.resize_args(config.input)
+  )
   t_decode = time.perf_counter() - t0
   predictor = Predictor(restored, batch_size)
   t0 = time.perf_counter()

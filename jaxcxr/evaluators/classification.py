@@ -36,6 +36,7 @@ def predict_split(ctx: EvalContext, state: Any, source: Any) -> dict[str, np.nda
       source,
       local_batch_size=local_bs,
       image_size=config.input.image_size,
+      **pipeline.resize_args(config.input),
       num_threads=config.input.num_threads,
     )
   ):
