@@ -101,7 +101,9 @@ def kermany_splits(c: ml_collections.ConfigDict, config_name: str = "2class") ->
 
 
 def fastai_augment(c: ml_collections.ConfigDict) -> None:
-  """fastai's `aug_transforms()` defaults, as used by the fastai-based studies."""
+  """fastai's `aug_transforms()` defaults, as used by the fastai-based studies, except its
+  perspective warp (max_warp 0.2: `c.augment.warp`), which recipes add themselves, so recipes
+  measured before the warp existed train as they did."""
   c.augment.flip = 0.5
   c.augment.rotate_deg = 10.0
   c.augment.max_zoom = 1.1

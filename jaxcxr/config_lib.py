@@ -30,6 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.batch_size = 32  # Global batch, over all devices and hosts.
   c.input.eval_batch_size = 0  # 0: same as batch_size.
   c.input.image_size = 224
+  # How images reach image_size × image_size (jaxcxr.data.pipeline.fit; training, evaluation and
+  # inference alike): 'stretch' (aspect ratio not kept) or 'letterbox' (aspect ratio kept, the
+  # rest padded with grey level `pad_value` 0-255; Zhang & Liu 2021).
+  c.input.resize = "stretch"
+  c.input.pad_value = 128
   # Input normalisation: 'auto' (that of the pretrained weights in `model_init`, else 'torch'),
   # 'torch' (ImageNet mean/std), 'caffe' (BGR mean subtraction on 0-255), 'tf' ([-1, 1]) — the
   # Keras `preprocess_input` modes of the backbones' original weights — or 'custom' (the mean/std
@@ -151,11 +156,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.class_weights = "none"
   c.loss.dice_weight = 1.0  # 'bce_dice': loss = BCE + dice_weight * (1 - soft Dice).
 
+  # On-device augmentation of training batches (jaxcxr.data.augment: its docstring has each op).
   c.augment = ml_collections.ConfigDict()
   c.augment.flip = 0.0
   c.augment.rotate_deg = 0.0
-  c.augment.max_zoom = 1.0
-  c.augment.translate = 0.0
+  c.augment.max_zoom = 1.0  # Zoom factor ~ U(1, max_zoom) (fastai); or `zoom`, not both.
+  c.augment.zoom = ()  # (lo, hi): zoom factor ~ U(lo, hi), > 1 zooms in (Alotaibi: 1.05-1.1).
+  c.augment.translate = 0.0  # Largest shift, a fraction of the side, both axes.
+  # (fx, fy): per-axis largest shifts, fractions of width and height (Bassi & Attux 2021: 40 px
+  # and 28 px of 224, (40 / 224, 28 / 224)); replaces `translate`, not both.
+  c.augment.translate_xy = ()
+  # > 0: each axis' shift magnitude ~ U(translate_min, max) with a random sign (Alotaibi: 3-10%).
+  c.augment.translate_min = 0.0
+  # (alpha, sigma) in multiples of the image height: elastic deformation (dm-pix; Alotaibi:
+  # alpha = 2H, sigma = 0.1H: (2.0, 0.1)). Gated by p_affine.
+  c.augment.elastic = ()
+  c.augment.warp = 0.0  # fastai's perspective warp magnitude (its aug_transforms: 0.2).
   c.augment.brightness = 0.0
   c.augment.contrast = 0.0
   c.augment.vflip = 0.0  # Vertical flip probability (fastai's flip_vert).
@@ -163,6 +179,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.brightness_mult = ()  # (lo, hi): out = in * f (Keras brightness_range).
   c.augment.p_affine = 0.75
   c.augment.p_lighting = 0.75
+  # Per image a random non-empty subset of the enabled ops instead of the p_affine / p_lighting
+  # gates (Alotaibi 2020's "one or more of"); flips keep their own probabilities.
+  c.augment.subset = False
 
   c.val_split = "val"  # Evaluated every eval_every_steps during training ("" for none).
   c.eval_splits = ("val", "test")  # Evaluated at the end; written to WORKDIR/eval/<split>.json.
@@ -345,10 +364,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
       f"config.input.splits.val_from={config.input.splits.val_from!r}: expected 'rest' or "
       "'held_out'."
     )
-  for key in ("gamma", "brightness_mult"):
-    r = tuple(config.augment[key])
-    if r and not (len(r) == 2 and 0 < r[0] <= r[1]):
-      raise ValueError(f"config.augment.{key}={r}: expected () or (lo, hi) with 0 < lo <= hi.")
+  resize_modes = ("stretch", "letterbox")
+  if config.input.get("resize", "stretch") not in resize_modes:
+    raise ValueError(
+      f"config.input.resize={config.input.resize!r}: expected one of {resize_modes}."
+    )
+  if "pad_value" in config.input:
+    require("input.pad_value", lambda v: float(v).is_integer() and 0 <= v <= 255,
+            "an integer grey level in [0, 255]")  # fmt: skip
+  validate_augment(config.augment)
   heads = ("", "gap_linear", "dropout_linear", "flatten_bn_dense", "gap_mlp", "concat_pool")
   if config.model.head not in heads:
     raise ValueError(f"config.model.head={config.model.head!r}: expected one of {heads}.")
@@ -408,6 +432,74 @@ def check_lung_mask(config: ml_collections.ConfigDict) -> None:
       f"config.input.lung_mask.run is set for config.task={config.task!r}: lung masking is "
       "preprocessing for classification."
     )
+
+
+def validate_augment(aug: ml_collections.ConfigDict) -> None:
+  """Checks every `config.augment` key (jaxcxr.data.augment's ops): unknown keys, probabilities
+  in [0, 1], ranges, and keys that say the same thing twice.
+
+  Raises:
+    ValueError: naming the key, its value and what is expected.
+  """
+  known = base_config().augment
+  unknown = sorted(set(aug) - set(known))
+  if unknown:
+    raise ValueError(
+      f"config.augment has unknown key(s) {unknown}: expected keys of {sorted(known)}."
+    )
+
+  def number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v
+
+  def check(key: str, ok, expected: str) -> None:
+    value = aug[key]
+    if not (number(value) and ok(value)):
+      raise ValueError(f"config.augment.{key}={value!r}: expected {expected}.")
+
+  def pair(key: str, ok, expected: str) -> tuple:
+    value = aug[key]
+    r = tuple(value) if isinstance(value, tuple | list) else value
+    if r == ():
+      return r
+    if not (isinstance(r, tuple) and len(r) == 2 and all(number(v) for v in r) and ok(*r)):
+      raise ValueError(f"config.augment.{key}={value!r}: expected () (off) or {expected}.")
+    return r
+
+  for key in ("flip", "vflip", "p_affine", "p_lighting"):
+    check(key, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+  check("rotate_deg", lambda v: 0 <= v <= 180, "a non-negative angle in degrees, at most 180")
+  check("max_zoom", lambda v: 1 <= v < float("inf"), "a zoom factor >= 1 (1: no zoom)")
+  zoom = pair("zoom", lambda lo, hi: 0 < lo <= hi < float("inf"), "(lo, hi) with 0 < lo <= hi")
+  if zoom and aug.max_zoom != 1:
+    raise ValueError(
+      f"config.augment.zoom={zoom} and config.augment.max_zoom={aug.max_zoom}: set one ((1, m) "
+      "is max_zoom m)."
+    )
+  fraction = lambda v: 0 <= v < 1  # noqa: E731
+  check("translate", fraction, "a fraction of the side in [0, 1)")
+  xy = pair("translate_xy", lambda fx, fy: fraction(fx) and fraction(fy),
+            "(fx, fy), fractions of the width and the height in [0, 1)")  # fmt: skip
+  if xy and aug.translate:
+    raise ValueError(
+      f"config.augment.translate_xy={xy} and config.augment.translate={aug.translate}: set one."
+    )
+  t_max = xy or (aug.translate, aug.translate)
+  if number(aug.translate_min) and aug.translate_min > 0 and not min(t_max):
+    raise ValueError(
+      f"config.augment.translate_min={aug.translate_min} needs a shift on both axes "
+      f"(translate / translate_xy, now {t_max})."
+    )
+  check("translate_min", lambda v: 0 <= v <= min(t_max), f"a fraction in [0, {min(t_max)}], "
+        "at most the largest shift of each axis (translate / translate_xy)")  # fmt: skip
+  pair("elastic", lambda a, s: a > 0 and s > 0 and a < float("inf") and s < float("inf"),
+       "(alpha, sigma) > 0, multiples of the image height (Alotaibi 2020: (2.0, 0.1))")  # fmt: skip
+  check("warp", fraction, "a magnitude in [0, 1) (fastai's default 0.2)")
+  for key in ("gamma", "brightness_mult"):
+    pair(key, lambda lo, hi: 0 < lo <= hi < float("inf"), "(lo, hi) with 0 < lo <= hi")
+  check("brightness", lambda v: 0 <= v <= 1, "a largest delta in [0, 1]")
+  check("contrast", lambda v: 0 <= v <= 1, "a largest relative change in [0, 1]")
+  if not isinstance(aug.subset, bool):
+    raise ValueError(f"config.augment.subset={aug.subset!r}: expected a bool.")
 
 
 def from_run_json(saved: dict) -> ml_collections.ConfigDict:

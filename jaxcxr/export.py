@@ -5,7 +5,8 @@ program (`jax.export`).
 
 The exported function is jaxcxr's own prediction step with the run's parameters and statistics
 baked in as constants: uint8 grey images `(N, S, S, 1)` (already resized to the run's
-`input.image_size` S, as `jaxcxr.data.pipeline.Preprocess` does) → `(logits, probabilities)`,
+`input.image_size` S, as `jaxcxr.data.pipeline.Preprocess` does, letterboxed where the run's
+`input.resize` is) → `(logits, probabilities)`,
 float32 `(N, C)`; normalisation and channel handling happen inside. The batch size N is
 symbolic, so one file serves any batch. Written to `OUT`:
 
@@ -37,6 +38,7 @@ from absl import flags
 from jax import export as jax_export
 
 from jaxcxr import cli, inference
+from jaxcxr.data import pipeline
 from jaxcxr.training import steps as steps_lib
 
 FORMATS = ("stablehlo", "onnx")
@@ -104,7 +106,8 @@ def export(
       "shape": ["batch", size, size, 1],
       "dtype": "uint8",
       "meaning": "grey levels 0-255, resized to image_size as jaxcxr.data.pipeline.Preprocess "
-      "(jaxcxr.data.images.read_grey, then a bilinear resize)",
+      "(jaxcxr.data.images.read_grey, then a bilinear resize: see 'resize')",
+      **pipeline.resize_args(restored.config.input),
     },
     "outputs": ["logits float32 (batch, C)", "probabilities float32 (batch, C)"],
     "probabilities": "sigmoid" if restored.config.loss.name == "sigmoid_xent" else "softmax",

@@ -114,7 +114,7 @@ def build(workdir: str, k: int, split: str = "test", batch_size: int = 32) -> di
       "changed since the run."
     )
   tiles = select(labels, probs, k)
-  pre = pipeline.Preprocess(config.input.image_size)
+  pre = pipeline.Preprocess.of(config.input)
   pixels = []
   for t in tiles:
     record = source[int(index[t["row"]])]

@@ -79,6 +79,7 @@ def lr_find(
     s.train_source,
     local_batch_size=sharding.local_batch_size(config.input.batch_size, s.mesh),
     image_size=config.input.image_size,
+    **pipeline.resize_args(config.input),
     seed=config.seed,
     num_workers=config.input.num_workers,
     num_threads=config.input.num_threads,

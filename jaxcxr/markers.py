@@ -152,8 +152,8 @@ def effects(
   }
 
 
-def _preprocessed(grey: list[np.ndarray], image_size: int) -> np.ndarray:
-  pre = pipeline.Preprocess(image_size)
+def _preprocessed(grey: list[np.ndarray], input_config) -> np.ndarray:
+  pre = pipeline.Preprocess.of(input_config)
   return np.stack([pre.map({"image": g, "label": 0})["image"] for g in grey])
 
 
@@ -186,7 +186,6 @@ def marker_test(
   if n == 0:
     raise ValueError(f"split {split!r} of the run in {workdir} is empty.")
   predictor = predict.Predictor(restored, batch_size)
-  size = config.input.image_size
 
   grey, labels = [], []
   for i in range(n):
@@ -194,7 +193,7 @@ def marker_test(
     grey.append(images_lib.to_grey(record["image"]))
     labels.append(np.asarray(record["label"]))
   labels = np.stack(labels)
-  base = predictor.probabilities(predictor.logits(_preprocessed(grey, size)))
+  base = predictor.probabilities(predictor.logits(_preprocessed(grey, config.input)))
 
   out = out or os.path.join(workdir, "markers")
   os.makedirs(os.path.join(out, "examples"), exist_ok=True)
@@ -220,7 +219,7 @@ def marker_test(
       perturb(g, kind, np.random.default_rng([seed, k, i]), size_range, corner_frac)
       for i, g in enumerate(grey)
     ]
-    probs = predictor.probabilities(predictor.logits(_preprocessed(perturbed, size)))
+    probs = predictor.probabilities(predictor.logits(_preprocessed(perturbed, config.input)))
     report["perturbations"][kind] = effects(base, probs, labels, names)
     for i in range(min(examples, n)):
       Image.fromarray(perturbed[i]).save(os.path.join(out, "examples", f"{kind}_{i}.png"))

@@ -86,15 +86,19 @@ def load_images(
   masker: lung_mask.Masker | None = None,
   mode: str = "black",
   margin: float = 0.0,
+  *,
+  resize: str = "stretch",
+  pad_value: int = 128,
 ) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
   """Decodes and preprocesses `paths` as evaluation does: `(kept paths, uint8 (N, S, S, 1),
-  unreadable [{file, error}])`. With a `masker` (a lung-masked run) each image is first masked
-  by its UNet as training masked its data (`lung_mask.apply` with `mode` and `margin`).
+  unreadable [{file, error}])`; `resize`, `pad_value`: the run's `config.input` ones. With a
+  `masker` (a lung-masked run) each image is first masked by its UNet as training masked its data
+  (`lung_mask.apply` with `mode` and `margin`).
 
   Raises:
     ValueError: some files are unreadable and not `skip_bad`; the message names each.
   """
-  pre = pipeline.Preprocess(image_size)
+  pre = pipeline.Preprocess(image_size, resize=resize, pad_value=pad_value)
   kept, arrays, bad, pending = [], [], [], []
 
   def flush():
@@ -187,7 +191,13 @@ def predict(
   lm = config.input.lung_mask
   t0 = time.perf_counter()
   kept, pixels, bad = load_images(
-    paths, config.input.image_size, skip_bad, masker, lm.mode, float(lm.margin)
+    paths,
+    config.input.image_size,
+    skip_bad,
+    masker,
+    lm.mode,
+    float(lm.margin),
+    **pipeline.resize_args(config.input),
   )
   t_decode = time.perf_counter() - t0
   predictor = Predictor(restored, batch_size)

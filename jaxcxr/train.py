@@ -331,6 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     s.train_source,
     local_batch_size=local_bs,
     image_size=config.input.image_size,
+    **pipeline.resize_args(config.input),
     seed=config.seed,
     num_workers=config.input.num_workers,
     num_threads=config.input.num_threads,

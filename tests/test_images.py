@@ -77,3 +77,63 @@ def test_bad_input_is_named():
     images.to_grey(np.zeros((2, 3, 5), np.uint8))
   with pytest.raises(OSError):
     images.to_grey(b"not an image")
+
+
+def _content_box(out: np.ndarray, pad: int) -> tuple[slice, slice]:
+  rows, cols = np.nonzero(out != pad)
+  return slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+
+
+@pytest.mark.parametrize("shape", [(20, 40), (40, 20), (30, 37)])
+def test_letterbox_keeps_aspect_ratio_centres_and_pads_with_grey(shape):
+  # A planted image whose every pixel differs from the pad grey: the content is exactly the
+  # non-grey box, which must have the image's aspect ratio, be centred, and equal a PIL resize.
+  h, w = shape
+  pixels = (np.arange(h * w).reshape(h, w) % 100 + 10).astype(np.uint8)  # 10..109, never 128
+  out = pipeline.Preprocess(32, resize="letterbox", pad_value=128).map(
+    {"image": pixels, "label": 0}
+  )["image"][..., 0]
+  assert out.shape == (32, 32)
+  rows, cols = _content_box(out, 128)
+  ch, cw = rows.stop - rows.start, cols.stop - cols.start
+  assert max(ch, cw) == 32  # The longer side fills the square.
+  assert abs(cw / ch - w / h) <= 1 / min(ch, cw)  # Aspect ratio up to rounding of one side.
+  # Centred: the margins on either side differ by at most the odd pixel.
+  assert abs(rows.start - (32 - rows.stop)) <= 1 and abs(cols.start - (32 - cols.stop)) <= 1
+  expected = Image.fromarray(pixels).resize((cw, ch), Image.BILINEAR, reducing_gap=None)
+  np.testing.assert_array_equal(out[rows, cols], np.asarray(expected))
+  pad = np.ones_like(out, bool)
+  pad[rows, cols] = False
+  assert (out[pad] == 128).all() and pad.sum() == 32 * 32 - ch * cw
+
+
+def test_letterbox_masks_pad_with_background_and_stretch_is_the_default():
+  image = np.full((16, 32), 200, np.uint8)
+  mask = np.full((16, 32), 255, np.uint8)
+  pre = pipeline.Preprocess(32, with_mask=True, resize="letterbox", pad_value=100)
+  out = pre.map({"image": image, "mask": mask, "label": 0})
+  assert (out["image"][8:24] == 200).all() and (out["image"][:8] == 100).all()
+  np.testing.assert_array_equal(out["mask"][..., 0], out["image"][..., 0] == 200)
+  stretched = pipeline.Preprocess(32).map({"image": image, "label": 0})["image"]
+  assert (stretched == 200).all()  # 'stretch': no padding, the old behaviour.
+  with pytest.raises(ValueError, match=r"config.input.resize='crop'.*letterbox"):
+    pipeline.Preprocess(32, resize="crop")
+
+
+def test_letterbox_reaches_every_path_through_the_config():
+  # Evaluation batches and Preprocess.of read config.input.resize / pad_value, the one home.
+  from jaxcxr import config_lib  # pylint: disable=g-import-not-at-top
+
+  c = config_lib.base_config()
+  c.input.image_size, c.input.resize, c.input.pad_value = 16, "letterbox", 50
+  records = [{"image": np.full((8, 16), 255, np.uint8), "label": 0}]
+  batch = next(
+    pipeline.eval_batches(
+      records, local_batch_size=1, image_size=16, num_threads=1,
+      **pipeline.resize_args(c.input),
+    )
+  )  # fmt: skip
+  np.testing.assert_array_equal(
+    batch["image"][0], pipeline.Preprocess.of(c.input).map(records[0])["image"]
+  )
+  assert (batch["image"][0, :4] == 50).all() and (batch["image"][0, 4:12] == 255).all()

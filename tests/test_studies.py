@@ -163,3 +163,22 @@ def test_sweep_spaces_and_overrides():
   assert c.optimizer.lr != 0.5  # A copy.
   with pytest.raises(ValueError, match="not in the config"):
     sweep.apply_overrides(c, {"optimizer.lrr": 0.5})
+
+
+def test_study_recipes_use_their_augmentation_and_resize():
+  from configs.studies import alotaibi2020, bassi2021, rachha2020, zhang2021
+  from jaxcxr import config_lib  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import augment  # pylint: disable=g-import-not-at-top
+
+  a = alotaibi2020.get_config("").augment
+  assert a.subset and augment.enabled_ops(a) == (
+    "rotate", "zoom", "translate", "elastic", "gamma", "brightness_mult"
+  )  # fmt: skip
+  assert (a.zoom, a.translate, a.translate_min, a.elastic) == ((1.05, 1.1), 0.1, 0.03, (2.0, 0.1))
+  assert augment.translate_max(bassi2021.get_config("").augment) == (40 / 224, 28 / 224)
+  z = zhang2021.get_config("source").input
+  assert (z.resize, z.pad_value) == ("letterbox", 128)
+  r = rachha2020.get_config("").augment
+  assert (r.vflip, r.warp) == (0.5, 0.2)
+  for c in (alotaibi2020.get_config(""), bassi2021.get_config(""), rachha2020.get_config("")):
+    config_lib.validate(c)

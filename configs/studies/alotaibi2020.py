@@ -26,7 +26,12 @@ Folds: `jaxcxr.kfold` makes 5 stratified, patient-grouped folds; validation is h
 held-out fold and test the other half (`val_from='held_out'`); confusion matrices are summed over
 folds in `W/kfold_summary.md`. Balancing: every class of the training split oversampled to the
 majority count, then doubled (`balance='oversample'`, `class_factors` 2: "to 2x the majority
-class"), each copy augmented differently (rotation ±5°, zoom up to 1.1, shift up to 10%).
+class"), each copy augmented differently by the study's balancing augmentation: per image "one or
+more of" (`augment.subset`: a uniformly drawn non-empty subset of) multiplicative brightness
+1.05-1.1 (`brightness_mult`), gamma 1.05-1.11, elastic deformation with alpha = 2H and sigma =
+0.1H (`elastic=(2.0, 0.1)`, dm-pix), zoom 1.05-1.1 (`zoom`, magnification), shift 3-10% (each
+axis a magnitude in [0.03, 0.1] of the side with a random sign: `translate`, `translate_min`) and
+rotation ±5°.
 
 Reported figure: not copied here (the paper was not available offline in this environment).
 
@@ -38,9 +43,9 @@ What jaxcxr changes and why:
 * The study's head (flatten → BN → Dense 128 ReLU → BN → Dropout 0.6 → softmax:
   `model.head='flatten_bn_dense'`) replaces the backbone's classifier on every backbone (on
   VGG19 fc6-fc8 go: Keras' `include_top=False` map, flattened).
-* Not yet in jaxcxr, so left out rather than approximated: multiplicative brightness 1.05-1.1,
-  gamma 1.05-1.11, elastic deformation and the "one or more of the ops" choice per image; the
-  zoom and shift ranges start at 1 and 0 instead of 1.05 and 3%.
+* The paper gives the ranges, not how each op is drawn: here each chosen op draws its magnitude
+  uniformly in its range; the shift applies to both axes (each its own magnitude and sign); the
+  elastic field is imgaug/Keras-style (uniform noise smoothed by a Gaussian of sigma, times alpha).
 """
 
 from configs import common, keras_two_stage
@@ -93,8 +98,12 @@ def get_config(arg: str = ""):
   else:
     c.stages[1].name = f"from_layer_{layer}"
     c.stages[1].trainable = groups.keras_trainable_from(c.model_name, layer)
-  c.augment.rotate_deg, c.augment.max_zoom, c.augment.translate = 5.0, 1.1, 0.1
-  c.augment.p_affine = 1.0
+  # The balancing augmentation: "one or more of" the ops per image (jaxcxr.data.augment).
+  c.augment.rotate_deg, c.augment.zoom = 5.0, (1.05, 1.1)
+  c.augment.translate, c.augment.translate_min = 0.1, 0.03
+  c.augment.elastic = (2.0, 0.1)  # alpha = 2H, sigma = 0.1H
+  c.augment.gamma, c.augment.brightness_mult = (1.05, 1.11), (1.05, 1.1)
+  c.augment.subset = True
   if "cpu" in args:
     # CPU-sized (2 shared cores): 128 px, 1 + 2 epochs, evaluated every 10 steps, patience 2 /
     # 1, no doubling of the balanced training split.

@@ -5,23 +5,23 @@ X-rays" (Res. Biomed. Eng.): CheXNet (DenseNet-121) retrained in four stages.
     python -m jaxcxr.train --config configs/studies/bassi2021.py:radiography=DIR --workdir W
     python -m jaxcxr.train --config configs/studies/bassi2021.py:tiny --workdir W   # CI-sized
 
-Data: normal / pneumonia of Kermany et al. with Cohen's COVID-19 images (`data=` the folder
-holding both, as ../shared/data), or `radiography=DIR`: COVID-19 vs normal of the COVID-19
-Radiography Database's 2021 flat layout (`covid19_radiography/flat2021`). 60 test images per
-class (`test_per_class`, whole patients), the rest 80/20 train/val, stratified by class and
-grouped by patient. DenseNet-121 from CheXNet's ChestX-ray14 weights (`densenet121.chexnet`,
+Data: normal / pneumonia of Kermany et al. with Cohen's COVID-19 images (`data=` the folder holding
+both, as ../shared/data), or `radiography=DIR`: COVID-19 vs normal of the COVID-19 Radiography
+Database's 2021 flat layout (`covid19_radiography/flat2021`). 60 test images per class
+(`test_per_class`, whole patients), the rest 80/20 train/val, stratified by class and grouped by
+patient. DenseNet-121 from CheXNet's ChestX-ray14 weights (`densenet121.chexnet`,
 `backbone=imagenet` for `densenet121.tv_in1k`), dropout 0.5 before the classifier, one sigmoid
 output per class with binary cross-entropy, SGD momentum 0.9, batch 9; rotation ±40°, shifts up to
-40 px of 224 (`translate` 0.18), horizontal flips; each epoch sees normal ×8, pneumonia ×8 and
-COVID-19 ×72 copies (`class_factors`, the study's online oversampling); the four stages of
-`configs/chexnet_staged.py`; the state with the lowest validation loss is reported.
+40 px horizontally and 28 px vertically of the 224 px image (`translate_xy`, per-axis fractions of
+the side: (40 / 224, 28 / 224), so the same share at any `image_size`), horizontal flips; each epoch
+sees normal ×8, pneumonia ×8 and COVID-19 ×72 copies (`class_factors`, the study's online
+oversampling); the four stages of `configs/chexnet_staged.py`; the state with the lowest validation
+loss is reported.
 
 Reported figure: not copied here (the paper was not available offline in this environment).
 
 What jaxcxr changes and why:
 * Splits are patient-disjoint (the study split by image; Cohen's patients have several images).
-* One translation range for both axes (jaxcxr has no per-axis pixel shift yet): 0.18 of the side,
-  the study's horizontal 40 px; its vertical 28 px is 0.125.
 * Oversampling repeats rows in the training index (exactly resumable) rather than drawing with
   replacement online; in expectation the same class mix.
 """
@@ -61,7 +61,8 @@ def get_config(arg: str = ""):
   c.model.drop_rate = 0.5
   c.loss.name = "sigmoid_xent"
   c.input.batch_size = 9
-  c.augment.rotate_deg, c.augment.translate, c.augment.flip = 40.0, 0.18, 0.5
+  c.augment.rotate_deg, c.augment.flip = 40.0, 0.5
+  c.augment.translate_xy = (40 / 224, 28 / 224)  # The study's 40 px x, 28 px y of 224.
   c.augment.p_affine = 1.0
   if "tiny" in args:
     common.tiny_stages(c, "densenet_tiny", (2, 2, 1, 1))

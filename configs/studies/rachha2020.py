@@ -12,14 +12,15 @@ Backbones (`backbone=`, default `efficientnet_b7`): efficientnet_b7, efficientne
 resnet152, densenet169, densenet201, mobilenet_v2, vgg19_bn (torchvision weights), all at 224 px.
 `configs/effnet_b7.py` is this recipe with its default backbone.
 
-The recipe: Cohen's COVID-19 images plus COVIDx normal / pneumonia and COVIDx's own COVID-19
-images ("COVID-19 from both sources"), capped at 704 no-finding and 500 pneumonia images
-(`input.class_caps`, whole patients at random); fastai's `aug_transforms` (flip, rotate 10°, zoom
-1.1, lighting 0.2, p 0.75; `common.fastai_augment`); the LR finder first (`jaxcxr.lr_find`), then
-fastai's freeze / unfreeze (`configs/fastai_staged.py`: the body frozen with its batch norms
-training, one-cycle; then everything with `lr_slice`), RAdam, label smoothing 0.1, batch 32, 50
-epochs in all (5 frozen + 45 unfrozen); reports accuracy, AUROC, top-2 accuracy, P/R/F1 (per class
-and macro) and the confusion matrix.
+The recipe: Cohen's COVID-19 images plus COVIDx normal / pneumonia and COVIDx's own COVID-19 images
+("COVID-19 from both sources"), capped at 704 no-finding and 500 pneumonia images
+(`input.class_caps`, whole patients at random); fastai's `aug_transforms(flip_vert=True)` (flip,
+vertical flip, rotate 10°, zoom 1.1, lighting 0.2, perspective warp 0.2, p 0.75;
+`common.fastai_augment` with `augment.vflip` and `augment.warp`); the LR finder first
+(`jaxcxr.lr_find`), then fastai's freeze / unfreeze (`configs/fastai_staged.py`: the body frozen
+with its batch norms training, one-cycle; then everything with `lr_slice`), RAdam, label smoothing
+0.1, batch 32, 50 epochs in all (5 frozen + 45 unfrozen); reports accuracy, AUROC, top-2 accuracy,
+P/R/F1 (per class and macro) and the confusion matrix.
 
 Reported figure: not copied here (the paper was not available offline in this environment); see
 Rachha 2020 for its per-backbone accuracies.
@@ -30,8 +31,8 @@ What jaxcxr changes and why:
 * Its split was by image; here patient-disjoint and class-stratified 70/10/20 with near-duplicate
   images of different patient ids kept together (Cohen files some radiographs twice; COVIDx reuses
   Cohen's images), so the test split holds no copy of a training image.
-* No vertical flip and no perspective warp: jaxcxr has no such ops yet (the study used fastai's
-  `flip_vert` and `max_warp`).
+* fastai's `flip_vert=True` draws one of the 8 dihedral symmetries (`Dihedral`); here independent
+  horizontal and vertical flips (p 0.5 each) give 4 of them (no transposition).
 * fastai's concat-pool head (`model.head='concat_pool'`, ps=0.5) on every backbone; on VGG19-BN
   it replaces fc6-fc8 and reads the conv map, as fastai's `cnn_learner` cuts VGG at its features.
 """
@@ -77,6 +78,7 @@ def get_config(arg: str = ""):
   c.input.image_size, c.input.batch_size = 224, 32
   c.model.head, c.model.drop_rate = "concat_pool", 0.5  # fastai's head, ps=0.5
   common.fastai_augment(c)
+  c.augment.vflip, c.augment.warp = 0.5, 0.2  # flip_vert=True; aug_transforms' max_warp.
   c.optimizer.name = "radam"
   c.loss.label_smoothing = 0.1
   c.best_monitor, c.select = "val_loss", "best"

@@ -12,7 +12,8 @@ data=../shared/data --workdir T3
 
 Source task (`source` word): ResNet-50 from ImageNet on Kermany's normal / bacterial / viral
 (`chest_xray_pneumonia/3class`), class-weighted cross-entropy, Adam 1e-3 ×0.9 every 5 epochs,
-batch 32, 224 px, the state with the lowest validation loss kept. Targets: `4class` = normal /
+batch 32, 224 px letterboxed (`input.resize='letterbox'`: aspect ratio kept, padded with grey
+`pad_value` 128), the state with the lowest validation loss kept. Targets: `4class` = normal /
 bacterial / viral + Cohen's COVID-19 capped at 255 images; `3class` = normal / pneumonia (capped
 at 200) / COVID-19; each from `source=` (a source run's workdir, its best state, with a new
 classifier) through the stages of `configs/homologous.py`: the classifier only, then the first
@@ -26,7 +27,6 @@ What jaxcxr changes and why:
   Kermany with the same seed by patient (train/val/test 70/10/20 over all of Kermany's images,
   near-duplicates grouped), so Kermany test patients are test patients in both tasks; Cohen's
   patients appear only in the targets.
-* Images are resized, not letterboxed with grey padding (jaxcxr has no letterbox resize yet).
 * Lung masking, the study's preprocessing, is `masked=UNET_RUN` (a `configs/lung_unet.py` run;
   `mask_mode=black` by default, the study's black background; `crop`, `both`): every image of
   every class and split, and every file `jaxcxr.predict` reads, is masked by that UNet
@@ -71,6 +71,7 @@ def get_config(arg: str = ""):
   c.input.splits.fractions = (0.7, 0.1, 0.2)
   c.input.splits.group_duplicates = True
   c.input.image_size, c.input.batch_size = 224, 32
+  c.input.resize, c.input.pad_value = "letterbox", 128  # Aspect kept, grey padding.
   c.model_name, c.model.in_chans = "resnet50", 1  # First conv summed to grey.
   c.optimizer.name = "adam"
   if task == "source":

@@ -9,6 +9,12 @@ counted twice.
 
 Host-side work is deliberately small (resize to the training resolution, one grey channel, uint8):
 the random augmentation is done on the accelerator by `jaxcxr.data.augment` with dm-pix.
+
+Resizing (`config.input.resize`, the one rule every path uses: training, evaluation, `predict`,
+markers, the gallery): 'stretch' (the default) resizes to S×S whatever the aspect ratio;
+'letterbox' scales the longer side to S keeping the aspect ratio and centres the image on an S×S
+canvas of grey `config.input.pad_value` (Zhang & Liu 2021's "letterboxed 224 px with grey
+padding"; masks are padded with background).
 """
 
 from __future__ import annotations
@@ -24,33 +30,69 @@ from PIL import Image
 
 from jaxcxr.data.images import to_grey
 
+RESIZE_MODES = ("stretch", "letterbox")
 
-def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
-  """A stored 0/255 mask → uint8 0/1 (S, S, 1): resized bilinearly, then thresholded at half,
-  so the outline follows the resized image (nearest-neighbour would shift it by up to a pixel)."""
-  grey = Image.fromarray(to_grey(mask))
-  if grey.size != (image_size, image_size):
-    grey = grey.resize((image_size, image_size), Image.BILINEAR, reducing_gap=None)
+
+def fit(grey: np.ndarray, image_size: int, resize: str = "stretch", pad_value: int = 128):
+  """A grey uint8 (H, W) image → PIL 'L' image S×S, bilinear: stretched to the square, or
+  letterboxed (aspect ratio kept, longer side S, centred on a `pad_value` canvas; an odd margin
+  puts its extra pixel right/bottom)."""
+  pil = Image.fromarray(grey)
+  size = (image_size, image_size)
+  if resize == "stretch":
+    return pil if pil.size == size else pil.resize(size, Image.BILINEAR, reducing_gap=None)
+  if resize != "letterbox":
+    raise ValueError(f"config.input.resize={resize!r}: expected one of {RESIZE_MODES}.")
+  w, h = pil.size
+  scale = image_size / max(w, h)
+  new = (max(1, round(w * scale)), max(1, round(h * scale)))
+  if new != pil.size:
+    pil = pil.resize(new, Image.BILINEAR, reducing_gap=None)
+  if new == size:
+    return pil
+  canvas = Image.new("L", size, int(pad_value))
+  canvas.paste(pil, ((image_size - new[0]) // 2, (image_size - new[1]) // 2))
+  return canvas
+
+
+def resize_mask(mask: np.ndarray, image_size: int, resize: str = "stretch") -> np.ndarray:
+  """A stored 0/255 mask → uint8 0/1 (S, S, 1): resized bilinearly as its image is (letterbox
+  padding is background), then thresholded at half, so the outline follows the resized image
+  (nearest-neighbour would shift it by up to a pixel)."""
+  grey = fit(to_grey(mask), image_size, resize, pad_value=0)
   return (np.asarray(grey, np.uint8) >= 128).astype(np.uint8)[..., None]
 
 
 class Preprocess(grain.transforms.Map):
-  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S; with
-  `with_mask` (segmentation data) also 'mask': uint8 0/1 (S, S, 1) from the record's `mask`.
-  (Classification records may carry a `mask` of their own, e.g. covid_chestxray's; it is not
-  read then.)"""
+  """Record → {'image': uint8 (S, S, 1), 'label': int32}: grey level, resized to S×S (`resize`:
+  'stretch' or 'letterbox' on grey `pad_value`, see `fit`); with `with_mask` (segmentation data)
+  also 'mask': uint8 0/1 (S, S, 1) from the record's `mask`. (Classification records may carry a
+  `mask` of their own, e.g. covid_chestxray's; it is not read then.)"""
 
-  def __init__(self, image_size: int, label_key: str = "label", with_mask: bool = False):
+  def __init__(
+    self,
+    image_size: int,
+    label_key: str = "label",
+    with_mask: bool = False,
+    resize: str = "stretch",
+    pad_value: int = 128,
+  ):
+    if resize not in RESIZE_MODES:
+      raise ValueError(f"config.input.resize={resize!r}: expected one of {RESIZE_MODES}.")
     self.image_size = int(image_size)
     self.label_key = label_key
     self.with_mask = with_mask
+    self.resize, self.pad_value = resize, int(pad_value)
+
+  @classmethod
+  def of(cls, input_config: Any, with_mask: bool = False) -> Preprocess:
+    """The preprocessing of a run's `config.input` (size, resize mode, pad value)."""
+    return cls(input_config.image_size, with_mask=with_mask, **resize_args(input_config))
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     # Radiographs are grey; RGB(A) copies (common in the COVID collections) and deeper pixels are
     # converted by the one decoder the builders and the audit use.
-    pil = Image.fromarray(to_grey(element["image"]))
-    if pil.size != (self.image_size, self.image_size):
-      pil = pil.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=None)
+    pil = fit(to_grey(element["image"]), self.image_size, self.resize, self.pad_value)
     label = element[self.label_key]
     out = {
       "image": np.asarray(pil, np.uint8)[..., None],
@@ -58,8 +100,16 @@ class Preprocess(grain.transforms.Map):
       "label": np.int32(label) if np.ndim(label) == 0 else np.asarray(label, np.float32),
     }
     if self.with_mask:
-      out["mask"] = resize_mask(element["mask"], self.image_size)
+      out["mask"] = resize_mask(element["mask"], self.image_size, self.resize)
     return out
+
+
+def resize_args(input_config: Any) -> dict[str, Any]:
+  """`resize` and `pad_value` of a `config.input` (defaults for configs saved before them)."""
+  return {
+    "resize": input_config.get("resize", "stretch"),
+    "pad_value": input_config.get("pad_value", 128),
+  }
 
 
 def train_iterator(
@@ -71,6 +121,8 @@ def train_iterator(
   num_workers: int = 0,
   num_threads: int = 4,
   with_masks: bool = False,
+  resize: str = "stretch",
+  pad_value: int = 128,
 ) -> grain.DataLoaderIterator:
   """An endless iterator of this process's training batches (checkpointable via grain).
 
@@ -82,6 +134,7 @@ def train_iterator(
     num_workers: grain worker processes (0: decode in threads of this process).
     num_threads: reader threads per worker.
     with_masks: segmentation data: batches also hold the records' masks (`mask`).
+    resize, pad_value: 'stretch' or 'letterbox' on grey `pad_value` (`Preprocess`).
   """
   if len(split) < local_batch_size * jax.process_count():
     raise ValueError(
@@ -99,7 +152,7 @@ def train_iterator(
     data_source=split,
     sampler=sampler,
     operations=[
-      Preprocess(image_size, with_mask=with_masks),
+      Preprocess(image_size, with_mask=with_masks, resize=resize, pad_value=pad_value),
       grain.transforms.Batch(local_batch_size, drop_remainder=True),
     ],
     worker_count=num_workers,
@@ -115,12 +168,15 @@ def eval_batches(
   image_size: int,
   num_threads: int = 4,
   with_masks: bool = False,
+  resize: str = "stretch",
+  pad_value: int = 128,
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of a split, once, in order, as padded batches with a `mask`.
 
   Every process yields the same number of batches (collectives need that); padding examples have
   `mask == 0` and are removed before metrics are computed. `with_masks`: segmentation data, each
   batch also has `seg`, the examples' uint8 0/1 masks (S, S, 1) (`mask` stays the padding mask).
+  `resize`, `pad_value`: as `Preprocess`.
   """
   n = len(split)
   per_process = math.ceil(n / jax.process_count())
@@ -129,7 +185,7 @@ def eval_batches(
   num_batches = max(1, math.ceil(per_process / local_batch_size))
   ds = (
     grain.MapDataset.source(split)[start:stop]
-    .map(Preprocess(image_size, with_mask=with_masks))
+    .map(Preprocess(image_size, with_mask=with_masks, resize=resize, pad_value=pad_value))
     .to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))
   )
   it = iter(ds)

@@ -91,6 +91,7 @@ def predict_split(
     source,
     local_batch_size=local_bs,
     image_size=config.input.image_size,
+    **pipeline.resize_args(config.input),
     num_threads=config.input.num_threads,
     with_masks=with_masks,
   ):
