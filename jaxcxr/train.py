@@ -392,6 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                   {"select": "initial", "step": 0}, writer, suffix="@0")  # fmt: skip
   preempt = guards.Preemption()
   preempt.arm()  # SIGTERM from here to the loop's end: save this step and exit
+  seed = steps_lib.seed_arg(config.seed)  # An input, not a constant: one program for all seeds.
   for st in stages[int(state.stage) :]:
     schedule = st.schedule_fn(s.steps_per_epoch)
     tx = st.make_tx(schedule)
@@ -432,11 +433,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     while not loop.stage_over and not loop.halt:
       batch = sharding.shard_batch(next(train_iter), mesh)
       if compiled:
-        loop.state, loop.step_metrics = jit_train(loop.state, batch)
+        loop.state, loop.step_metrics = jit_train(loop.state, batch, seed)
       else:
         # The stage's first step compiles its program: say so and time it (tens of seconds).
         with cli.phase(f"compiling and running the first train step of stage {st.index}"):
-          loop.state, loop.step_metrics = jit_train(loop.state, batch)
+          loop.state, loop.step_metrics = jit_train(loop.state, batch, seed)
           jax.block_until_ready(loop.step_metrics)
         compiled = True
       loop.step += 1

@@ -228,20 +228,41 @@ def bind_train_step(
   trainable: Any = None,
   keep_stats: Any = None,
   plateau: bool = False,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
-  """`train_step` with everything but `(state, batch)` bound, ready for `jax.jit`."""
-  return functools.partial(
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+  """`train_step` with everything but `(state, batch[, seed])` bound, ready for `jax.jit`.
+
+  `seed` (optional, default `config.seed`): pass `seed_arg(config.seed)` to the jitted step to
+  make the seed an input of the program rather than a constant in it; runs that differ only in
+  their seed then compile to the same program, which the persistent compilation cache serves
+  (the trainer does this). Either way the step draws the same numbers.
+  """
+  bound = functools.partial(
     train_step,
     graphdef=graphdef,
     tx=tx,
     loss_fn=losses.make_loss(config.loss, num_classes, class_weights),
     schedule=schedule,
     config=config,
-    base_key=jax.random.key(config.seed),
     trainable=trainable,
     keep_stats=keep_stats,
     plateau=plateau,
   )
+
+  def step(state: TrainState, batch: dict[str, jax.Array], seed: Any = None):
+    return bound(state, batch, base_key=jax.random.key(config.seed if seed is None else seed))
+
+  return step
+
+
+def seed_arg(seed: int) -> np.ndarray:
+  """`seed` as the uint32 array that the jitted train step takes (see `bind_train_step`).
+
+  `jax.random.key` of a traced uint32 equals that of the Python int for every seed in
+  [0, 2**32); other seeds would wrap, so they are refused.
+  """
+  if not 0 <= int(seed) < 2**32:
+    raise ValueError(f"config.seed={seed}: expected an integer in [0, 2**32).")
+  return np.asarray(seed, np.uint32)
 
 
 def predict_step(
