@@ -506,7 +506,9 @@ def from_run_json(saved: dict) -> ml_collections.ConfigDict:
   """A run's config rebuilt from its `WORKDIR/config.json`: `base_config()` with the saved values.
 
   JSON turns tuples into lists and stages into plain dicts; both are turned back. Keys the saved
-  config has and this schema lacks (a run of another jaxcxr version) are an error naming them.
+  config has and this schema lacks (a run of another jaxcxr version) are an error naming them,
+  except under `model`: that holds the model constructor's keywords, which a config may extend
+  with any its model takes (`configs/lung_unet.py`'s `decoder_channels`), so they are kept.
   """
   c = base_config()
   unknown = []
@@ -521,7 +523,10 @@ def from_run_json(saved: dict) -> ml_collections.ConfigDict:
   def merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
     for key, value in values.items():
       if key not in node:
-        unknown.append(prefix + key)
+        if prefix == "model.":  # A keyword of the run's model (see above), kept as saved.
+          node[key] = convert(value)
+        else:
+          unknown.append(prefix + key)
         continue
       current = node[key]
       if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict) and current:

@@ -18,6 +18,7 @@ import pytest
 from conftest import set_keys, tiny_config
 from PIL import Image
 
+from configs import lung_unet
 from jaxcxr import config_lib, lung_mask, masks
 from jaxcxr.data import images, splits, tfds_access
 
@@ -283,3 +284,16 @@ def test_the_audit_of_a_masked_config_reads_the_masked_images(tfds_dir, unet_run
     np.testing.assert_array_equal(r.image, view[r.index]["image"])
     changed += int((r.image != _raw_grey(view, r.index)).any())
   assert len(recs) == sum(len(v) for v in data.splits.values()) and changed > 0
+
+
+def test_a_saved_lung_unet_config_is_read_back_with_its_model_keywords():
+  # configs/lung_unet.py adds `model.decoder_channels`, a keyword of its UNet that base_config
+  # lacks; the lung masker rebuilds that run's config from config.json (it used to refuse it).
+  c = lung_unet.get_config()
+  saved = json.loads(c.to_json_best_effort())
+  back = config_lib.from_run_json(saved)
+  assert tuple(back.model.decoder_channels) == tuple(c.model.decoder_channels)
+  assert back.model_name == c.model_name
+  saved["not_a_key"], saved["input"]["nor_this"] = 1, 2  # Elsewhere unknown keys stay errors.
+  with pytest.raises(ValueError, match=r"not_a_key.*input.nor_this|input.nor_this.*not_a_key"):
+    config_lib.from_run_json(saved)
