@@ -46,9 +46,9 @@ WEIGHTS = "tf_efficientnet_lite0.pypi_in1k"
 RUNS = (  # (name, zhang2021 arg; SRC: the source run's workdir)
   ("source", "source"),
   ("4class_from_source", "4class,source=SRC"),
-  ("4class_from_imagenet", "4class,source=imagenet"),
+  ("4class_from_imagenet", "4class,source=imagenet,splits_from=SRC"),
   ("3class_from_source", "3class,source=SRC"),
-  ("3class_from_imagenet", "3class,source=imagenet"),
+  ("3class_from_imagenet", "3class,source=imagenet,splits_from=SRC"),
 )
 
 

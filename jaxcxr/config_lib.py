@@ -70,6 +70,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Also keep (near-)duplicate images of different patient ids on one side of a re-split (the
   # leakage audit's perceptual hashes; costs one decode + hash per image, ~8 ms on one core).
   c.input.splits.group_duplicates = False
+  # A run's workdir whose `data_splits.json` fixes the split of every patient that run had, for
+  # a target task trained from it (homologous transfer, Zhang & Liu 2021): its test patients
+  # stay in test, its training patients stay out of val and test. New patients are re-split.
+  c.input.splits.pin_run = ""
   c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
   # Per-class caps ((class name, max images), ...) on the pool a re-split draws from, whole
   # patients at random (Rachha 2020: 704 no-finding, 500 pneumonia).

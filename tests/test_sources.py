@@ -393,3 +393,35 @@ def test_class_caps_and_factors_through_the_config(tfds_dir):
   c.class_caps, c.splits.method = (("normal", 4),), "builder"
   with pytest.raises(ValueError, match="class_caps caps the pool"):
     splits.load(c)
+
+
+def _write_splits(run, patients):
+  run.mkdir(parents=True, exist_ok=True)
+  (run / "data_splits.json").write_text(json.dumps({"patients": patients}))
+
+
+def test_pin_rows_keeps_a_runs_patients_in_its_splits(tmp_path):
+  run = tmp_path / "source"
+  _write_splits(run, {"train": ["k:a", "k:b"], "val": ["k:c"], "test": ["k:d", "k:e"]})
+  patients = np.array(["k:a", "k:a", "k:b", "k:c", "k:d", "k:e", "c:x", "c:y", "c:z"])
+  # c:x is a duplicate of k:d's image (one group): it goes where k:d went, to test.
+  groups = np.array(["k:a", "k:a", "k:b", "k:c", "k:d", "k:e", "k:d", "c:y", "c:z"])
+  pool = np.array([0, 1, 2, 3, 4, 6, 7, 8])  # k:e's image was capped away.
+  pinned, rest = resplit.pin_rows(pool, patients, groups, str(run))
+  assert {k: v.tolist() for k, v in pinned.items()} == {
+    "train": [0, 1, 2], "val": [3], "test": [4, 6]
+  }  # fmt: skip
+  assert rest.tolist() == [7, 8]  # New patients, for the re-split.
+
+
+def test_pin_rows_a_group_pinned_twice_goes_to_test_and_errors_name_the_file(tmp_path):
+  run = tmp_path / "r"
+  _write_splits(run, {"train": ["a"], "test": ["b"]})
+  pinned, rest = resplit.pin_rows(np.array([0, 1]), np.array(["a", "b"]), np.array(["g", "g"]),
+                                  str(run))  # fmt: skip
+  assert pinned["test"].tolist() == [0, 1] and "train" not in pinned and not len(rest)
+  with pytest.raises(FileNotFoundError, match=r"pin_run=.*nowhere.*data_splits.json"):
+    resplit.pin_rows(np.array([0]), np.array(["a"]), np.array(["a"]), str(tmp_path / "nowhere"))
+  (run / "data_splits.json").write_text("{}")
+  with pytest.raises(ValueError, match=r"data_splits.json: expected a JSON object with 'patients'"):
+    resplit.pin_rows(np.array([0]), np.array(["a"]), np.array(["a"]), str(run))

@@ -45,6 +45,13 @@ def test_zhang_chain_tiny_source_then_target(tfds_dir, tmp_path):
   r = train.train_and_evaluate(c, str(tmp_path / "target"))
   history = [json.loads(line) for line in open(tmp_path / "target" / "eval" / "history.jsonl")]
   assert {h["stage"] for h in history} == {0, 1}
+  # The target keeps every source patient in the source's split (splits.pin_run).
+  saved = [
+    json.loads((tmp_path / w / "data_splits.json").read_text()) for w in ("source", "target")
+  ]
+  assert saved[1]["pinned_by_run"]["run"] == str(src)
+  for split, ids in saved[0]["patients"].items():
+    assert set(ids) <= set(saved[1]["patients"][split]), split
   with pytest.raises(ValueError, match="needs source="):
     _tiny("zhang2021", tfds_dir, "tiny,4class")
 

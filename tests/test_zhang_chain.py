@@ -53,7 +53,7 @@ def _flat(d, prefix=""):
 RUNS = [
   ("source", "source"),
   ("4class_from_source", "4class,source=SRC"),
-  ("3class_from_imagenet", "3class,source=imagenet"),
+  ("3class_from_imagenet", "3class,source=imagenet,splits_from=SRC"),
 ]
 
 
@@ -78,7 +78,10 @@ def test_runs_are_the_study_config_with_only_the_stated_changes(chain, tmp_path,
 def test_target_initialisations_differ_only_in_model_init(chain, tmp_path):
   a = _args(tmp_path)
   homologous = chain.make_config("4class_from_source", "4class,source=SRC", a).to_dict()
-  imagenet = chain.make_config("4class_from_imagenet", "4class,source=imagenet", a).to_dict()
+  imagenet = chain.make_config(
+    "4class_from_imagenet", "4class,source=imagenet,splits_from=SRC", a
+  ).to_dict()
   assert homologous.pop("model_init") == str(tmp_path / "source")
   assert imagenet.pop("model_init") == "tf_efficientnet_lite0.pypi_in1k"
-  assert homologous == imagenet
+  assert homologous == imagenet  # The same splits too: both pin the source run's patients.
+  assert homologous["input"]["splits"]["pin_run"] == str(tmp_path / "source")

@@ -23,10 +23,15 @@ Reported figure: not copied here (the paper was not available offline in this en
 
 What jaxcxr changes and why:
 * The study's target test set was Kermany's official test split, on which its source task had
-  trained, so target test images had been seen by the network. Here source and targets re-split
-  Kermany with the same seed by patient (train/val/test 70/10/20 over all of Kermany's images,
-  near-duplicates grouped), so Kermany test patients are test patients in both tasks; Cohen's
-  patients appear only in the targets.
+  trained, so target test images had been seen by the network. Here the source task re-splits
+  Kermany by patient (train/val/test 70/10/20, near-duplicates grouped), and a target keeps every
+  patient the source run had in that run's split (`input.splits.pin_run`, from the source run's
+  `data_splits.json`): the source's test patients are tested, never trained on, and its training
+  patients are never tested; only Cohen's patients, new to the targets, are re-split. (Re-splitting
+  the targets' mixture with the same seed is not enough: adding Cohen's patients and merging
+  classes changes the stratified folds, and 84 of the 110 Kermany test patients of a 4-class
+  target had been in the source's train/val split when measured.) A target from ImageNet alone
+  takes `splits_from=SRC` to be tested on exactly the same patients.
 * Lung masking, the study's preprocessing, is `masked=UNET_RUN` (a `configs/lung_unet.py` run;
   `mask_mode=black` by default, the study's black background; `crop`, `both`): every image of
   every class and split, and every file `jaxcxr.predict` reads, is masked by that UNet
@@ -44,7 +49,7 @@ def get_config(arg: str = ""):
     arg,
     "configs/studies/zhang2021.py",
     words=("tiny", *TARGETS),
-    keys=("data", "source", *common.LUNG_MASK_KEYS),
+    keys=("data", "source", "splits_from", *common.LUNG_MASK_KEYS),
   )
   task = [t for t in TARGETS if t in args] or ["4class"]
   if len(task) > 1:
@@ -88,6 +93,8 @@ def get_config(arg: str = ""):
       raise ValueError("configs/studies/zhang2021.py: a target needs source=SRC (a source run's "
                        "workdir) or source=imagenet.")  # fmt: skip
     c.model_init = "resnet50.tv_in1k" if src == "imagenet" else src
+    # The source's patients keep the source run's splits (see the module docstring).
+    c.input.splits.pin_run = kv.get("splits_from", "" if src == "imagenet" else src)
     c.eval_every_steps = 50
   if "tiny" in args:
     stages = homologous.get_config("tiny").stages if task != "source" else ()

@@ -21,6 +21,8 @@ detect and prognosticate for COVID-19 using chest radiographs and CT scans", Nat
 from __future__ import annotations
 
 import collections
+import json
+import os
 from typing import Any
 
 import numpy as np
@@ -248,6 +250,43 @@ def group_duplicates(index: Index, readers: list[dict[str, Any]]) -> tuple[np.nd
               if index.patient[a] != index.patient[b]})[:20],
     )  # fmt: skip
   return np.asarray([f"group{k}" for k in component], dtype=object), report
+
+
+def pin_rows(
+  pool: np.ndarray, patients: np.ndarray, groups: np.ndarray, run: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Rows of `pool` whose patient `run` had, in that run's split; and the rest of the pool.
+
+  `run`: a workdir with the `data_splits.json` training wrote (its `patients`: split -> patient
+  ids, namespaced by dataset as here). A duplicate group (`groups`) with a pinned patient goes
+  whole to that patient's split; a group pinned to two splits takes the later of test, val,
+  train, so no image of a patient that run tested is trained on here.
+  """
+  path = os.path.join(run, "data_splits.json")
+  try:
+    with open(path) as f:
+      saved = json.load(f)["patients"]
+  except FileNotFoundError:
+    raise FileNotFoundError(
+      f"config.input.splits.pin_run={run!r}: no {path} (a jaxcxr run's workdir writes one)."
+    ) from None
+  except (KeyError, TypeError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: expected a JSON object with 'patients' per split ({e}).") from None
+  order = {s: i for i, s in enumerate(("train", "val", "test"))}
+  rank = lambda s: order.get(s, len(order))  # Other split names (a fold's) rank as test.
+  where = {}
+  for split, ids in saved.items():
+    for p in ids:
+      where[p] = max(where.get(p, split), split, key=rank)
+  group_split: dict[Any, str] = {}
+  for r in pool:
+    s = where.get(str(patients[r]))
+    if s is not None:
+      g = groups[r]
+      group_split[g] = max(group_split.get(g, s), s, key=rank)
+  split_of = np.array([group_split.get(groups[r], "") for r in pool], dtype=object)
+  pinned = {s: pool[split_of == s] for s in sorted(set(split_of) - {""}, key=rank)}
+  return pinned, pool[split_of == ""]
 
 
 def check_disjoint(splits: dict[str, Any]) -> None:

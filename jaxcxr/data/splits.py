@@ -134,12 +134,24 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
         )
       if scfg.method == "kfold":
         raise ValueError("config.input.splits: kfold makes its own test fold; do not keep 'test'.")
+    pinned = {}
+    if scfg.get("pin_run"):
+      if kept:
+        raise ValueError("config.input.splits: pin_run and keep cannot be combined.")
+      pinned, pool = resplit.pin_rows(pool, index.patient, groups, scfg.pin_run)
+      report["pinned_by_run"] = {
+        "run": scfg.pin_run,
+        **{k: int(len(v)) for k, v in pinned.items()},
+        "new": int(len(pool)),
+      }
     parts = {
       k: pool[v]
       for k, v in resplit.split_rows(
         index.label[pool], groups[pool], scfg, len(class_names)
       ).items()
-    }
+    } if len(pool) else {}  # fmt: skip
+    for k, v in pinned.items():  # A pinned split the re-split of the new patients lacks: kept.
+      parts[k] = np.sort(np.concatenate([parts.get(k, v[:0]), v]))
     parts.update(kept)
   how = cfg.get("balance", "none")
   if how != "none":
