@@ -179,6 +179,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.brightness = 0.0
   c.augment.contrast = 0.0
   c.augment.vflip = 0.0  # Vertical flip probability (fastai's flip_vert).
+  c.augment.dihedral = 0.0  # fastai's Dihedral: probability of one of the 8 square symmetries.
   c.augment.gamma = ()  # (lo, hi): out = in ** g, g ~ U(lo, hi) (Alotaibi 2020: 1.05-1.11).
   c.augment.brightness_mult = ()  # (lo, hi): out = in * f (Keras brightness_range).
   c.augment.p_affine = 0.75
@@ -469,7 +470,7 @@ def validate_augment(aug: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.augment.{key}={value!r}: expected () (off) or {expected}.")
     return r
 
-  for key in ("flip", "vflip", "p_affine", "p_lighting"):
+  for key in ("flip", "vflip", "dihedral", "p_affine", "p_lighting"):
     check(key, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
   check("rotate_deg", lambda v: 0 <= v <= 180, "a non-negative angle in degrees, at most 180")
   check("max_zoom", lambda v: 1 <= v < float("inf"), "a zoom factor >= 1 (1: no zoom)")

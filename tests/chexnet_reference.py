@@ -9,9 +9,10 @@ Builds what the public CheXNet reproductions train (Rajpurkar et al., 2017; arno
 The state dict is saved under the names such checkpoints have: ``module.densenet121.`` prefix
 and the pre-0.4 dense-layer names (``norm.1``, ``conv.1``, ``norm.2``, ``conv.2``), nested as
 ``{'epoch', 'state_dict', 'best_loss', 'optimizer'}`` in the legacy (non-zip) ``torch.save``
-format of 2017. The npz holds the input ``x`` (NCHW), the eval-mode sigmoid outputs ``probs``,
-the ``logits`` before the sigmoid and the saved state dict as ``sd/<key>``. Exit status 3: torch
-or torchvision is missing.
+format of 2017; ``--save_jrzech`` also saves jrzech/reproduce-chexnet's layout (the whole pickled
+torchvision model under ``'model'``) in both formats. The npz holds the input ``x`` (NCHW), the
+eval-mode sigmoid outputs ``probs``, the ``logits`` before the sigmoid and the saved state dict
+as ``sd/<key>``. Exit status 3: torch or torchvision is missing.
 Run as a subprocess: importing torch after TensorFlow segfaults (see torch_reference.py).
 """
 
@@ -28,6 +29,7 @@ def main() -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", required=True)
   p.add_argument("--save_pth_tar")
+  p.add_argument("--save_jrzech", help="prefix: writes <prefix>_zip and <prefix>_legacy")
   a = p.parse_args()
   try:
     import torch
@@ -61,10 +63,13 @@ def main() -> int:
   ref.eval()
   x = np.random.default_rng(a.seed).standard_normal((2, 3, a.size, a.size)).astype(np.float32)
   linear_out = []  # the Linear's output: the logits CheXNet's sigmoid turns into `probs`
-  ref.module.densenet121.classifier[0].register_forward_hook(lambda m, i, o: linear_out.append(o))
+  hook = ref.module.densenet121.classifier[0].register_forward_hook(
+    lambda m, i, o: linear_out.append(o)
+  )
   with torch.no_grad():
     probs = ref(torch.from_numpy(x)).numpy()
   logits = linear_out[0].numpy()
+  hook.remove()  # a lambda cannot be pickled with the whole model (--save_jrzech)
 
   # The module names of torchvision < 0.4 (`denselayer1.norm.1.weight`).
   old = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.")
@@ -82,6 +87,12 @@ def main() -> int:
       "optimizer": optimizer.state_dict(),
     }
     torch.save(checkpoint, a.save_pth_tar, _use_new_zipfile_serialization=False)
+  if a.save_jrzech:
+    # jrzech/reproduce-chexnet's model.py `checkpoint()`: the whole torchvision model, pickled.
+    state = {"model": ref.module.densenet121, "best_loss": 0.1, "epoch": 1, "LR": 1e-3}
+    state["rng_state"] = torch.get_rng_state()
+    torch.save(state, f"{a.save_jrzech}_zip")
+    torch.save(state, f"{a.save_jrzech}_legacy", _use_new_zipfile_serialization=False)
   return 0
 
 

@@ -73,6 +73,28 @@ def test_unknown_mode_is_a_clear_error():
     augment.mode_mean_std("keras", (0.0,), (1.0,))
 
 
+def test_dihedral_is_fastais_eight_symmetries_of_the_square():
+  # A planted asymmetric image: every pixel distinct, so each symmetry is told apart.
+  x = np.arange(5 * 5 * 2, dtype=np.float32).reshape(5, 5, 2) / 64  # in [0, 1], as augment takes
+  want = {  # fastai's dihedral(x, k) as rotations and flips of the (H, W) plane
+    0: x, 1: np.flip(x, 1), 2: np.flip(x, 0), 3: np.rot90(x, 1),
+    4: np.rot90(x, 2), 5: np.rot90(x, -1), 6: np.swapaxes(x, 0, 1), 7: np.rot90(np.flip(x, 0), 1),
+  }  # fmt: skip
+  f = jax.jit(augment.dihedral_k)
+  for k in range(8):
+    np.testing.assert_array_equal(f(jnp.asarray(x), k), want[k], err_msg=f"k={k}")
+  assert len({w.tobytes() for w in want.values()}) == 8
+  # p=1: each example is one of the 8 (identity included), and all 8 turn up.
+  c = config_lib.base_config().augment
+  c.dihedral = 1.0
+  xs = jnp.broadcast_to(jnp.asarray(x), (64, 5, 5, 2))
+  got = np.asarray(augment.augment(jax.random.key(0), xs, c))
+  seen = {next(k for k, w in want.items() if np.array_equal(g, w)) for g in got}
+  assert seen == set(range(8))
+  with pytest.raises(ValueError, match=r"dihedral needs square images; got 4x6"):
+    augment.augment(jax.random.key(0), jnp.zeros((2, 4, 6, 1)), c)
+
+
 def test_vertical_flip_only_flips_rows():
   c = config_lib.base_config().augment
   c.vflip = 1.0
@@ -266,6 +288,7 @@ def test_all_ops_jit_and_are_deterministic_per_key():
     ("gamma", (0.0, 1.1), r"augment.gamma=\(0.0, 1.1\)"),
     ("rotate_deg", -5.0, r"augment.rotate_deg=-5.0"),
     ("subset", 1, r"augment.subset=1: expected a bool"),
+    ("dihedral", 2.0, r"augment.dihedral=2.0: expected a probability in \[0, 1\]"),
   ],
 )
 def test_augment_validation_names_key_value_and_expectation(key, value, match):

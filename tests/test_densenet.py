@@ -214,6 +214,7 @@ def chexnet_reference(tmp_path_factory) -> tuple[np.lib.npyio.NpzFile, pathlib.P
   _run_reference(
     "chexnet_reference.py",
     *("--size", "64", "--out", str(tmp / "ref.npz"), "--save_pth_tar", str(tmp / "model.pth.tar")),
+    *("--save_jrzech", str(tmp / "jrzech")),
   )
   return np.load(tmp / "ref.npz"), tmp / "model.pth.tar"
 
@@ -255,3 +256,26 @@ def test_chexnet_pth_tar_through_read_checkpoint(chexnet_reference):
   assert sorted(got) == sorted(want)
   for key, value in want.items():
     np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.slow  # shares the subprocess and the compile above
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_parity_with_jrzech_whole_model_checkpoint(chexnet_reference, fmt):
+  """jrzech/reproduce-chexnet's `{'model': <pickled DenseNet-121>, ...}`, read without torch."""
+  from jaxcxr.weights import pretrained, readers
+
+  ref, pth_tar = chexnet_reference
+  path = pth_tar.parent / f"jrzech_{fmt}"
+  checkpoint = readers.read_checkpoint(path)
+  assert checkpoint["epoch"] == 1 and checkpoint["LR"] == 1e-3
+  assert isinstance(checkpoint["rng_state"], np.ndarray)
+  # The registry entry's rules, on what `load_pretrained` passes them.
+  flat = pretrained.get_pretrained_cfg("densenet121.chexnet_jrzech").rules(
+    readers.find_state_dict(checkpoint)
+  )
+  assert {"head.fc.kernel", "head.fc.bias", "features.conv0.kernel"} <= set(flat)
+  model = _load_densenet121(densenet_map.chexnet_state_dict(checkpoint["model"]), num_classes=14)
+  got = _logits(model, ref["x"])
+  assert np.max(np.abs(got - ref["logits"])) <= 1e-4, np.max(np.abs(got - ref["logits"]))
+  probs = np.asarray(jax.nn.sigmoid(got))
+  assert np.max(np.abs(probs - ref["probs"])) <= 1e-4, np.max(np.abs(probs - ref["probs"]))

@@ -71,6 +71,12 @@ def test_study_args_are_checked_and_effnet_b7_is_rachha_with_b7():
   assert (c.model_name, c.input.image_size, c.input.mode) == ("inception_v3_keras", 299, "auto")
   with pytest.raises(ValueError, match="unknown argument"):
     alotaibi2020.get_config("tiny,typo")
+  from configs.studies import bassi2021  # pylint: disable=g-import-not-at-top
+
+  assert bassi2021.get_config("").model_init == "densenet121.chexnet"
+  assert bassi2021.get_config("backbone=chexnet_jrzech").model_init == "densenet121.chexnet_jrzech"
+  with pytest.raises(ValueError, match="backbone='resnet' is not one of"):
+    bassi2021.get_config("backbone=resnet")
   # The studies' heads on every backbone (EfficientNet and VGG included: test_heads.py).
   for b in rachha2020.BACKBONES:
     assert rachha2020.get_config(f"backbone={b}").model.head == "concat_pool"

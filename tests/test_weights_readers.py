@@ -61,6 +61,14 @@ nested = {
   "optimizer": opt.state_dict(),
 }
 torch.save(nested, f"{out}/nested.pth.tar")
+# Whole pickled models: allowed classes only (weights.torch_modules), else refused by name.
+head = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Sigmoid())
+torch.save({"model": head, "epoch": 2}, f"{out}/whole_zip.pth")
+torch.save({"model": head}, f"{out}/whole_legacy.pth", _use_new_zipfile_serialization=False)
+torch.save(head.state_dict(), f"{out}/whole_sd.pth")
+tanh = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh())
+torch.save({"model": tanh}, f"{out}/tanh_zip.pth")
+torch.save({"model": tanh}, f"{out}/tanh_legacy.pth", _use_new_zipfile_serialization=False)
 """
 
 
@@ -140,6 +148,22 @@ def test_pickled_module_is_refused_with_the_fix(torch_files):
   assert str(path) in msg
   assert "torchvision.models.resnet.ResNet" in msg and "not a state dict" in msg
   assert "torch.save(model.state_dict(), 'weights.pth')" in msg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_whole_model_of_allowed_classes_reads_as_its_state_dict(torch_files, fmt):
+  ckpt = readers.read_checkpoint(torch_files / f"whole_{fmt}.pth")
+  assert list(ckpt["model"]) == ["0.weight", "0.bias"]  # nn.Module.state_dict's keys and order
+  _assert_same(ckpt["model"], readers.read_checkpoint(torch_files / "whole_sd.pth"))
+  assert readers.find_state_dict(ckpt).keys() == ckpt["model"].keys()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_whole_model_with_an_unknown_class_is_refused_by_name(torch_files, fmt):
+  with pytest.raises(ValueError, match=r"torch\.nn\.modules\.activation\.Tanh"):
+    readers.read_checkpoint(torch_files / f"tanh_{fmt}.pth")
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ both, as ../shared/data), or `radiography=DIR`: COVID-19 vs normal of the COVID-
 Database's 2021 flat layout (`covid19_radiography/flat2021`). 60 test images per class
 (`test_per_class`, whole patients), the rest 80/20 train/val, stratified by class and grouped by
 patient. DenseNet-121 from CheXNet's ChestX-ray14 weights (`densenet121.chexnet`,
+`backbone=chexnet_jrzech` for jrzech/reproduce-chexnet's `densenet121.chexnet_jrzech`,
 `backbone=imagenet` for `densenet121.tv_in1k`), dropout 0.5 before the classifier, one sigmoid
 output per class with binary cross-entropy, SGD momentum 0.9, batch 9; rotation ±40°, shifts up to
 40 px horizontally and 28 px vertically of the 224 px image (`translate_xy`, per-axis fractions of
@@ -54,10 +55,12 @@ def get_config(arg: str = ""):
   c.input.splits.test_per_class = 60
   c.input.splits.group_duplicates = True
   backbone = kv.get("backbone", "chexnet")
-  if backbone not in ("chexnet", "imagenet"):
-    raise ValueError(f"configs/studies/bassi2021.py: backbone={backbone!r} is not 'chexnet' or "
-                     "'imagenet'.")  # fmt: skip
-  c.model_init = "densenet121.chexnet" if backbone == "chexnet" else "densenet121.tv_in1k"
+  inits = {"chexnet": "densenet121.chexnet", "chexnet_jrzech": "densenet121.chexnet_jrzech",
+           "imagenet": "densenet121.tv_in1k"}  # fmt: skip
+  if backbone not in inits:
+    raise ValueError(f"configs/studies/bassi2021.py: backbone={backbone!r} is not one of "
+                     f"{sorted(inits)}.")  # fmt: skip
+  c.model_init = inits[backbone]
   c.model.drop_rate = 0.5
   c.loss.name = "sigmoid_xent"
   c.input.batch_size = 9

@@ -12,6 +12,8 @@ so adding an op never changes the draws of configs without it.
 
 Config (`config.augment`; `config_lib.validate` checks every key):
   * flip, vflip: horizontal / vertical flip probabilities (fastai's `flip_vert`).
+  * dihedral: fastai's `Dihedral` probability: one of the 8 symmetries of the square (flips and
+    90° rotations, `dihedral_k`), uniformly, identity included; square images only.
   * rotate_deg: angle ~ U(-r, r).
   * zoom (lo, hi): magnification ~ U(lo, hi), > 1 zooms in (Alotaibi 2020: 1.05-1.1); `max_zoom`
     m is the older spelling of (1, m) (fastai's).
@@ -121,6 +123,22 @@ def perspective_warp(image: jax.Array, x_t: jax.Array, y_t: jax.Array) -> jax.Ar
   return pix.flat_nd_linear_interpolate(image, coords)
 
 
+def dihedral_k(image: jax.Array, k: jax.Array | int) -> jax.Array:
+  """Symmetry k (0-7) of the square for an (H, W, C) image, as fastai's `dihedral`: flip the
+  width axis if k in {1, 3, 4, 7}, then the height axis if k in {2, 4, 5, 7}, then transpose H
+  and W if k in {3, 5, 6, 7}. The eight are the identity, the flips and the 90° rotations."""
+
+  def sym(j: int):
+    def f(x):
+      x = jnp.flip(x, 1) if j in (1, 3, 4, 7) else x
+      x = jnp.flip(x, 0) if j in (2, 4, 5, 7) else x
+      return jnp.swapaxes(x, 0, 1) if j in (3, 5, 6, 7) else x
+
+    return f
+
+  return jax.lax.switch(k, [sym(j) for j in range(8)], image)
+
+
 def _augment_one(
   key: jax.Array,
   image: jax.Array,
@@ -206,6 +224,15 @@ def _augment_one(
     image = pix.random_flip_up_down(k_v, image, probability=vflip)
     if mask is not None:  # A geometric op: the mask takes the same draw.
       mask = pix.random_flip_up_down(k_v, mask, probability=vflip)
+  dihedral = float(cfg.get("dihedral", 0.0))
+  if dihedral:  # fastai's Dihedral: with probability p, k ~ U{0..7} (0: identity).
+    if h != w:
+      raise ValueError(f"config.augment.dihedral needs square images; got {h}x{w} (H x W).")
+    k_on, k_k = jax.random.split(jax.random.fold_in(key, 107))
+    k = jnp.where(jax.random.uniform(k_on) < dihedral, jax.random.randint(k_k, (), 0, 8), 0)
+    image = dihedral_k(image, k)
+    if mask is not None:  # A geometric op: the mask takes the same draw.
+      mask = dihedral_k(mask, k)
   p_lighting = float(cfg.get("p_lighting", 0.75))
   gamma, mult = tuple(cfg.get("gamma", ()) or ()), tuple(cfg.get("brightness_mult", ()) or ())
   if gamma or mult:  # Lighting: the image only.

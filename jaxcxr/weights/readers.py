@@ -7,8 +7,10 @@
   2017 ``model.pth.tar``). The very first torch format (a tar archive, torch < 0.1.10) is not
   supported. The pickle is read by a restricted unpickler that resolves only what a state dict
   is made of (``OrderedDict``, torch's tensor-rebuild functions, storage and dtype names, plain
-  builtins): nothing in the file is ever executed, and a pickled ``nn.Module`` is refused with
-  the one-line conversion to run instead.
+  builtins): nothing in the file is ever executed. A whole pickled model (``torch.save(model)``)
+  is read as its state dict when every class in it is one of
+  :data:`jaxcxr.weights.torch_modules.MODULE_CLASSES` (DenseNet, e.g. jrzech/reproduce-chexnet);
+  any other module is refused, naming its class, with the one-line conversion to run instead.
 * Keras ``.h5`` weights: the classic layout (root attribute ``layer_names``, per-layer
   ``weight_names``; the downloaded ``*_weights_tf_dim_ordering_tf_kernels.h5`` files and
   ``model.save('x.h5')``) and Keras 3's ``.weights.h5`` (``layers/<class>/vars/<i>``).
@@ -32,6 +34,8 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from jaxcxr.weights import torch_modules
 
 __all__ = [
   "find_state_dict",
@@ -85,9 +89,7 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
   # Bytes only; `_rebuild_tensor_v3` then names the tensor's dtype.
   "UntypedStorage": np.dtype(np.uint8),
 }
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC, _LEGACY_PROTOCOL, _ZIP_MAGIC = 0x1950A86A20F9469CFC6C, 1001, b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net", "params")
 
@@ -95,9 +97,7 @@ _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "n
 # --- torch ------------------------------------------------------------------------------------
 
 
-class _StorageType:
-  """Stands in for `torch.FloatStorage` etc.: only its element type is needed."""
-
+class _StorageType:  # stands in for `torch.FloatStorage` etc.: only the element type matters
   def __init__(self, dtype: np.dtype):
     self.dtype = dtype
 
@@ -192,8 +192,8 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, _grad, _hooks, dty
   return _Tensor(storage, storage_offset, size, stride, dtype=dtype)
 
 
-def _rebuild_parameter(data, *_unused) -> _Tensor:
-  return data  # an nn.Parameter is its tensor, for our purposes
+def _rebuild_parameter(data, *_unused) -> _Tensor:  # an nn.Parameter is its tensor, here
+  return data
 
 
 def _decode_latin1(text: str, encoding: str) -> bytes:
@@ -227,8 +227,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
   ("builtins", "complex"): complex,
   ("builtins", "slice"): slice,
   ("_codecs", "encode"): _decode_latin1,
-  # Training scripts often keep their argparse flags in the checkpoint; a SimpleNamespace
-  # receives the same attribute dict and runs no code.
+  # argparse flags kept in training checkpoints: a SimpleNamespace takes them, running no code.
   ("argparse", "Namespace"): types.SimpleNamespace,
 }
 
@@ -256,16 +255,21 @@ class _Unpickler(pickle.Unpickler):
     self._load_storage = load_storage
 
   def find_class(self, module: str, name: str) -> Any:
+    module = "builtins" if module == "__builtin__" else module  # protocol 2 spells it so
     if (module, name) in _ALLOWED:
       return _ALLOWED[(module, name)]
     if module in ("torch", "torch.cuda", "torch.storage"):
       found = _torch_global(name)
       if found is not None:
         return found
+    if (stub := torch_modules.find_module_class(module, name)) is not None:
+      return stub
     raise _refuse(self._path, module, name)
 
   def persistent_load(self, pid: Any) -> Any:
     kind = pid[0].decode("ascii") if isinstance(pid[0], bytes) else pid[0]
+    if kind == "module" and torch_modules.is_stub_class(pid[1]):
+      return pid[1]  # legacy files tag module classes with their source: the class was allowed
     if kind != "storage" or self._load_storage is None:
       raise ValueError(f"{os.fspath(self._path)}: unsupported persistent id {kind!r} in pickle.")
     return self._load_storage(pid[1:])
@@ -278,6 +282,8 @@ def _materialise(obj: Any, path: PathLike, key: str = "") -> Any:
   """
   if isinstance(obj, _Tensor):
     return obj.to_numpy(path, key)
+  if isinstance(obj, torch_modules.ModuleStub):  # a whole pickled model: its state dict
+    obj = obj.state_dict()
   join = lambda k: f"{key}.{k}" if key else str(k)
   if isinstance(obj, dict):
     out = type(obj)() if type(obj) in (dict, OrderedDict) else {}
@@ -381,13 +387,12 @@ def read_torch(path: PathLike) -> dict[str, Any]:
       `_use_new_zipfile_serialization=False` option since).
 
   Returns:
-    What was saved, with every tensor as a numpy array: a flat state dict, or a nested training
-    checkpoint (`{'epoch': ..., 'state_dict': {...}, 'optimizer': {...}}`); see
-    `find_state_dict`.
+    What was saved, with every tensor as a numpy array (a whole model as its state dict): a flat
+    state dict, or a nested training checkpoint (`{'epoch': ..., 'state_dict': {...}}`).
 
   Raises:
-    ValueError: the file holds a pickled module or any other object outside a state dict
-      (nothing in it is executed), or is not a torch checkpoint.
+    ValueError: the file holds a class outside a state dict or an allowed whole model
+      (``torch_modules.MODULE_CLASSES``; nothing in it is executed), or is not a torch file.
   """
   with open(path, "rb") as f:
     head = f.read(512)

@@ -34,7 +34,10 @@ downloads and CheXNet's ``model.pth.tar`` keep those keys (torchvision renames t
 ``_load_state_dict``), so the first rule does the same.
 
 CheXNet checkpoints need more than renaming; :func:`chexnet_state_dict` turns one into a
-torchvision state dict for the rules above.
+torchvision state dict for the rules above. Registered: ``densenet121.chexnet`` (arnoweng's
+``model.pth.tar``, a state dict) and ``densenet121.chexnet_jrzech`` (jrzech/reproduce-chexnet's
+``checkpoint``, a whole pickled model, which :mod:`jaxcxr.weights.readers` reads as its state
+dict; its classes are listed in :mod:`jaxcxr.weights.torch_modules`).
 """
 
 from __future__ import annotations
@@ -159,6 +162,20 @@ for _cfg in (
     num_classes=len(CHEXNET_CLASSES),
     source="arnoweng/CheXNet model.pth.tar (ChestX-ray14, 14 findings: CHEXNET_CLASSES)",
     license="no licence stated; research use",
+  ),
+  # jrzech/reproduce-chexnet (Zech 2018; retrained 2022 with current torchvision names), the
+  # CheXNet Bassi & Attux fine-tune: `{'model': <whole pickled DenseNet-121>, 'best_loss',
+  # 'epoch', 'rng_state', 'LR'}`, read without torch by `readers` (`torch_modules`). The 2018
+  # original is `pretrained-old/checkpoint` in the same repository (legacy format, same rules).
+  PretrainedCfg(
+    arch="densenet121",
+    tag="chexnet_jrzech",
+    rules=_chexnet_flat,
+    url="https://github.com/jrzech/reproduce-chexnet/raw/master/pretrained/checkpoint",
+    first_conv="features.conv0",
+    num_classes=len(CHEXNET_CLASSES),
+    source="jrzech/reproduce-chexnet pretrained/checkpoint (ChestX-ray14: CHEXNET_CLASSES)",
+    license="see the repository's LICENSE",
   ),
 ):
   register_pretrained(_cfg)
