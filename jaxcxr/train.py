@@ -431,7 +431,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )  # fmt: skip
     compiled = False
     while not loop.stage_over and not loop.halt:
-      batch = sharding.shard_batch(next(train_iter), mesh)
+      batch = sharding.shard_batch(hooks_lib.next_batch(train_iter, loop), mesh)
       if compiled:
         loop.state, loop.step_metrics = jit_train(loop.state, batch, seed)
       else:

@@ -44,6 +44,9 @@ class Loop:
   stage_over: bool = False  # The stage ends after this step (length reached or early stop).
   halt: bool = False  # Save and exit after this step.
   guard: Any = None  # A guards.FiniteGuard (None: no check).
+  # Host seconds spent in `next(train_iter)` since the last logged interval (the loop adds them,
+  # `TrainMetrics` logs their share of the interval's wall time and resets them).
+  data_wait: float = 0.0
 
   def ensure_finite(self) -> None:
     """Raises `guards.NonFiniteError` if a step not yet checked was not finite."""
@@ -55,6 +58,14 @@ def stage_over(state: Any, stage: stages_lib.Stage) -> bool:
   """True once a stage's steps are done or its early stopping has run out of patience."""
   es = int(stage.early_stopping.patience)
   return int(state.stage_step) >= stage.total_steps or bool(es and int(state.stop_wait) >= es)
+
+
+def next_batch(train_iter: Any, loop: Loop) -> Any:
+  """`next(train_iter)`, its wall time added to `loop.data_wait` (`train/data_wait_fraction`)."""
+  start = time.perf_counter()
+  batch = next(train_iter)
+  loop.data_wait += time.perf_counter() - start
+  return batch
 
 
 class TrainMetrics:
@@ -74,9 +85,12 @@ class TrainMetrics:
     scalars = {k: float(np.mean(v)) for k, v in stacked.items()}
     scalars["lr"] = float(stacked["lr"][-1])  # The rate now, not a mean.
     now = time.perf_counter()
-    scalars["images_per_sec"] = (
-      (loop.step - self.step_last) * self.global_batch / (now - self.t_last)
-    )
+    elapsed = now - self.t_last
+    scalars["images_per_sec"] = (loop.step - self.step_last) * self.global_batch / elapsed
+    # The share of the interval the loop stood waiting for the input pipeline: near 0 when the
+    # host keeps up (device dispatch is asynchronous, so compute overlaps the next fetch).
+    scalars["data_wait_fraction"] = min(1.0, loop.data_wait / elapsed) if elapsed > 0 else 0.0
+    loop.data_wait = 0.0
     self.t_last, self.step_last, self.buffer = now, loop.step, []
     if loop.writer:
       for k, v in scalars.items():
