@@ -126,6 +126,13 @@ class Masker:
         f"{where}={run!r} is a {config.get('task', 'classification')!r} run (model "
         f"{config.model_name}); lung masks come from a segmentation run (configs/lung_unet.py)."
       )
+    if config.input.get("resize", "stretch") != "stretch":
+      # The UNet's input is made, and its mask mapped back, by a plain resize to R x R; a UNet
+      # trained on letterboxed images would get other inputs and its masks would land shifted.
+      raise ValueError(
+        f"{where}={run!r} trained with input.resize={config.input.resize!r}; lung masking "
+        "supports UNets trained with input.resize='stretch' only (retrain the UNet so)."
+      )
     self.restored = inference.restore(run, step, config)
     self.resolution = int(config.input.image_size)
     self.post = post or masks_lib.PostprocessConfig()

@@ -297,3 +297,14 @@ def test_a_saved_lung_unet_config_is_read_back_with_its_model_keywords():
   saved["not_a_key"], saved["input"]["nor_this"] = 1, 2  # Elsewhere unknown keys stay errors.
   with pytest.raises(ValueError, match=r"not_a_key.*input.nor_this|input.nor_this.*not_a_key"):
     config_lib.from_run_json(saved)
+
+
+def test_a_letterboxed_unet_is_refused_by_name(tmp_path):
+  # Masks are mapped back by a plain resize; a letterboxed UNet's would land shifted.
+  c = lung_unet.get_config()
+  c.input.resize = "letterbox"
+  run = tmp_path / "unet_lb"
+  run.mkdir()
+  (run / "config.json").write_text(c.to_json_best_effort())
+  with pytest.raises(ValueError, match=r"unet_lb.*input.resize='letterbox'.*'stretch' only"):
+    lung_mask.Masker(str(run))
