@@ -423,6 +423,17 @@ def gallery_size(config: dict[str, Any]) -> int:
   return int(k)
 
 
+def build_after_training(workdir: str, gallery: int) -> None:
+  """`build` at the end of `jaxcxr.train`, printing the path. Its failure is logged, not raised:
+  the reports it is made from are written, and `python -m jaxcxr.report --workdir W` rebuilds it."""
+  try:
+    with cli.phase("writing the run report"):
+      print(f"Run report: {build(workdir, gallery=gallery)}", flush=True)
+  except Exception as e:  # noqa: BLE001
+    logging.exception("The run report failed (%s); rebuild: python -m jaxcxr.report --workdir %s",
+                      e, workdir)  # fmt: skip
+
+
 def build(workdir: str, gallery: int | None = None) -> str:
   """Writes `WORKDIR/report.html` and its figures; returns the HTML path.
 

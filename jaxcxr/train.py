@@ -489,7 +489,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "The report's Grad-CAM gallery is left out of a %d-process run; add it from one "
         "process: python -m jaxcxr.report --workdir %s", jax.process_count(), workdir)  # fmt: skip
       gallery = 0
-    _html_report(workdir, gallery)
+    from jaxcxr import report  # pylint: disable=g-import-not-at-top
+
+    report.build_after_training(workdir, gallery)
   workdir_lock.release(workdir)
   preempt.raise_if_stopped(checkpointer.directory)
   return results
@@ -528,19 +530,6 @@ def final_reports(
       state_note = f" state={selected['select']}@{selected['step']}"
       print(format_eval(split, results[split]) + state_note, flush=True)
   return results
-
-
-def _html_report(workdir: str, gallery: int) -> None:
-  """WORKDIR/report.html (jaxcxr.report). Its failure is logged, not raised: the reports it is
-  made from are written, and `python -m jaxcxr.report --workdir W` rebuilds it."""
-  from jaxcxr import report  # pylint: disable=g-import-not-at-top
-
-  try:
-    with cli.phase("writing the run report"):
-      print(f"Run report: {report.build(workdir, gallery=gallery)}", flush=True)
-  except Exception as e:  # noqa: BLE001
-    logging.exception("The run report failed (%s); rebuild: python -m jaxcxr.report --workdir %s",
-                      e, workdir)  # fmt: skip
 
 
 def _summary_writer(workdir: str):
