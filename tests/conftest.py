@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -84,3 +85,16 @@ def tiny_run(tfds_dir, tmp_path_factory) -> str:
     img = np.asarray(test[i]["image"])
     Image.fromarray(img[..., 0] if img.ndim == 3 else img).save(workdir / "test_pngs" / f"{i}.png")
   return str(workdir)
+
+
+def load_benchmark(name: str):
+  """`benchmarks/<name>.py` as a module, for tests of a benchmark's logic (no training). The
+  script imports benchmarks/common.py as `common`, as it does when run from its folder."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+  spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

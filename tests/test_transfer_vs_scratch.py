@@ -4,26 +4,17 @@ the paired difference over seeds gets a Student-t interval (no training here).""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
 
 import pytest
 from scipy import stats
 
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def tvs():
-  # The script imports benchmarks/common.py as `common`, as it does when run from its folder.
-  sys.path.insert(0, str(REPO / "benchmarks"))
-  spec = importlib.util.spec_from_file_location(
-    "transfer_vs_scratch", REPO / "benchmarks" / "transfer_vs_scratch.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark("transfer_vs_scratch")
 
 
 def _args(**kw):

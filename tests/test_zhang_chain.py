@@ -4,13 +4,11 @@ changes, and the two initialisations of a target differ only in `model_init` (no
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 
 import pytest
 
 from configs.studies import zhang2021
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
 # What the script may change in the study's configs (its docstring): backbone, normalisation,
 # data location, size, batch, length, evaluation cadence and the report.
@@ -24,13 +22,7 @@ ALLOWED = {
 
 @pytest.fixture(scope="module")
 def chain():
-  sys.path.insert(0, str(REPO / "benchmarks"))
-  spec = importlib.util.spec_from_file_location(
-    "zhang_chain", REPO / "benchmarks" / "zhang_chain.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark("zhang_chain")
 
 
 def _args(tmp_path):
