@@ -196,6 +196,29 @@ def test_elastic_deformation_is_dm_pix_with_alpha_sigma_in_heights():
   np.testing.assert_array_equal(_jit_augment(key, x, cfg), x)
 
 
+@pytest.mark.parametrize(("h", "w", "c"), [(224, 229, 3), (57, 40, 2), (16, 16, 1)])
+def test_elastic_with_matrix_blur_equals_dm_pix_elastic_deformation(h, w, c):
+  # Alotaibi's real size (sigma 22.4 px, 147 taps), odd shapes, a kernel wider than the image.
+  x = jax.random.uniform(jax.random.key(1), (h, w, c))
+  key, alpha, sigma = jax.random.key(3), 2.0 * h, 0.1 * h
+  ref = jax.jit(lambda k, x: pix.elastic_deformation(k, x, alpha, sigma))(key, x)
+  ours = jax.jit(
+    lambda k, x: augment.resample(x, augment.elastic_coordinates(k, x.shape[:2], alpha, sigma))
+  )(key, x)
+  assert ours.shape == ref.shape
+  # Displacements are alpha (hundreds of px) times a blur; fp32 rounding of that sum alone.
+  np.testing.assert_allclose(ours, ref, atol=5e-5)
+  assert float(jnp.abs(ours - x).max()) > 0.1
+  kernel_size = ((sigma - 0.8) / 0.3 + 1) / 0.5 + 1
+  field = jax.random.uniform(key, (h, w, 1))
+  blurred = (
+    augment.gaussian_blur_matrix(h, sigma, kernel_size)
+    @ field[..., 0]
+    @ augment.gaussian_blur_matrix(w, sigma, kernel_size).T
+  )
+  np.testing.assert_allclose(blurred, pix.gaussian_blur(field, sigma, kernel_size)[..., 0], atol=1e-6)
+
+
 def test_perspective_warp_moves_the_corners_as_fastai_and_matches_scipy():
   import scipy.ndimage  # pylint: disable=g-import-not-at-top
 

@@ -5,7 +5,8 @@ with fastai's `aug_transforms`: random flip, rotation up to 10°, zoom up to 1.1
 (brightness/contrast) 0.2, warp 0.2, each affine/lighting change applied with probability 0.75.
 jaxcxr applies the same family of transforms per example inside the jitted train step: one dm-pix
 `affine_transform` for rotation + zoom + translation (one resampling, not three), then elastic
-deformation (dm-pix `elastic_deformation`), perspective warp (fastai's `warp`, sampled by dm-pix),
+deformation (dm-pix's `elastic_deformation`, its blur as two matrix products: `elastic_deformation`
+below), perspective warp (fastai's `warp`, sampled by dm-pix),
 flips, gamma, multiplicative brightness, brightness and contrast. Keys come from the step number,
 so a resumed run augments exactly as an uninterrupted one; ops a config leaves off draw nothing,
 so adding an op never changes the draws of configs without it.
@@ -123,6 +124,55 @@ def perspective_warp(image: jax.Array, x_t: jax.Array, y_t: jax.Array) -> jax.Ar
   return pix.flat_nd_linear_interpolate(image, coords)
 
 
+def gaussian_blur_matrix(n: int, sigma: float, kernel_size: float) -> jax.Array:
+  """(n, n) matrix B with B @ x == dm-pix's 1-D `gaussian_blur` of x along its first axis.
+
+  The same normalised taps (radius int(kernel_size / 2)) and the same zero 'SAME' padding:
+  row i holds tap g[j - i + r] at column j. Why a matrix: dm-pix blurs by a convolution with one
+  channel and ~1.5 σ·4 taps (147 at Alotaibi's σ = 22.4 px), which XLA:CPU runs ~100× slower
+  than the same arithmetic as a dense (n, n) matrix product (BENCHMARKS.md, "Elastic
+  deformation cost"); on GPUs either is cheap.
+  """
+  radius = int(kernel_size / 2)
+  taps = jnp.arange(-radius, radius + 1).astype(jnp.float32)
+  g = jnp.exp(-(taps**2) / (2.0 * sigma**2))
+  g = g / jnp.sum(g)
+  offset = jnp.arange(n)[None, :] - jnp.arange(n)[:, None]  # j - i
+  return jnp.where(jnp.abs(offset) <= radius, g[jnp.clip(offset + radius, 0, 2 * radius)], 0.0)
+
+
+def elastic_coordinates(
+  key: jax.Array, hw: Sequence[int], alpha: float, sigma: float
+) -> jax.Array:
+  """dm-pix's `elastic_deformation` sampling grid, (2, H, W): the same key split, uniform noise
+  in [-1, 1], kernel size and scaling; only the blur is computed as `gaussian_blur_matrix`
+  products (equal to rounding: tests/test_augment.py)."""
+  h, w = int(hw[0]), int(hw[1])
+  key_i, key_j = jax.random.split(key)
+  # dm-pix's kernel size rule (OpenCV's for a given sigma).
+  kernel_size = ((sigma - 0.8) / 0.3 + 1) / 0.5 + 1
+  b_h, b_w = gaussian_blur_matrix(h, sigma, kernel_size), gaussian_blur_matrix(w, sigma, kernel_size)
+  hi = jax.lax.Precision.HIGHEST  # fp32 products: the field is scaled by alpha (hundreds of px)
+
+  def field(k: jax.Array) -> jax.Array:
+    noise = jax.random.uniform(k, shape=(h, w, 1))[..., 0] * 2 - 1
+    return jnp.matmul(jnp.matmul(b_h, noise, precision=hi), b_w.T, precision=hi) * alpha
+
+  grid_i, grid_j = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
+  return jnp.stack([grid_i + field(key_i), grid_j + field(key_j)])
+
+
+def resample(image: jax.Array, coords: jax.Array) -> jax.Array:
+  """Each channel of an (H, W, C) image bilinearly sampled at (2, H, W) coordinates, edges
+  repeated (dm-pix's interpolation with mode 'nearest', as its `elastic_deformation`)."""
+  # dm-pix's grid over (H, W, 1): the channel coordinate 0, the output (H, W, 1) per channel.
+  coords3 = jnp.concatenate([coords, jnp.zeros((1, *coords.shape[1:]), coords.dtype)])[..., None]
+  return jnp.concatenate(
+    [pix.flat_nd_linear_interpolate(image[..., c : c + 1], coords3) for c in range(image.shape[-1])],
+    axis=-1,
+  )
+
+
 def dihedral_k(image: jax.Array, k: jax.Array | int) -> jax.Array:
   """Symmetry k (0-7) of the square for an (H, W, C) image, as fastai's `dihedral`: flip the
   width axis if k in {1, 3, 4, 7}, then the height axis if k in {2, 4, 5, 7}, then transpose H
@@ -195,10 +245,10 @@ def _augment_one(
     k_e, k_on = jax.random.split(jax.random.fold_in(key, 104))
     gate = on("elastic", jax.random.uniform(k_on) < p_affine)
     alpha, sigma = float(elastic[0]) * h, float(elastic[1]) * h
-    deform = lambda x: pix.elastic_deformation(k_e, x, alpha, sigma)  # noqa: E731
-    image = jnp.where(gate, deform(image), image)
-    if mask is not None:  # The same key: the same displacement field.
-      mask = jnp.where(gate, deform(mask), mask)
+    coords = elastic_coordinates(k_e, image.shape[:2], alpha, sigma)
+    image = jnp.where(gate, resample(image, coords), image)
+    if mask is not None:  # The same displacement field.
+      mask = jnp.where(gate, resample(mask, coords), mask)
   warp = float(cfg.get("warp", 0.0))
   if warp:
     # fastai's Warp: each corner offset ~ U(-warp, warp), each kept with probability p_affine.
