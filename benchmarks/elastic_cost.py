@@ -39,7 +39,9 @@ def main() -> None:
   )
   ours = jax.jit(
     jax.vmap(
-      lambda k, im: augment.resample(im, augment.elastic_coordinates(k, im.shape[:2], alpha, sigma)),
+      lambda k, im: augment.resample(
+        im, augment.elastic_coordinates(k, im.shape[:2], alpha, sigma)
+      ),
       (0, 0),
     )
   )

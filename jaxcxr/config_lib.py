@@ -9,6 +9,8 @@ overrides, fastai augmentation, the COVID-19 mixture recipe) lives in `configs/c
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxcxr.constants import IMAGENET_MEAN, IMAGENET_STD, LUNG_MASK_MODES
@@ -42,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.mode = "auto"
   c.input.mean = IMAGENET_MEAN
   c.input.std = IMAGENET_STD
+  # The prepared image cache (jaxcxr.data.prepared): '' off, 'auto' ($JAXCXR_PREPARED_CACHE_DIR,
+  # else ~/.cache/jaxcxr/prepared) or a directory. Images decoded and resized once, read back
+  # as uint8 array_record; rebuilt when the data, records, size, resize mode or lung mask change.
+  c.input.prepared_cache = ""
   c.input.num_workers = 0  # grain worker processes.
   c.input.num_threads = 4  # grain reader threads per worker.
   # Mixtures (jaxcxr.data.classes): a tuple of dicts {data, splits, class_map, manual_dir}; empty:
@@ -352,6 +358,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("input.image_size", positive_int, "a positive integer (pixels)")
   require("input.num_workers", non_negative_int, "a non-negative integer")
   require("input.num_threads", positive_int, "a positive integer")
+  cache = config.input.get("prepared_cache", "")
+  if not isinstance(cache, str) or (cache not in ("", "auto") and os.path.isfile(cache)):
+    raise ValueError(
+      f"config.input.prepared_cache={cache!r}: expected '' (off), 'auto' or a directory."
+    )
   require("model.in_chans", positive_int, "a positive integer")
   require("num_classes", non_negative_int, "a non-negative integer (0: from the data)")
   require("total_steps", non_negative_int, "a non-negative integer (0: use num_epochs)")

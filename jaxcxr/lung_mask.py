@@ -53,7 +53,7 @@ from PIL import Image
 from jaxcxr import config_lib, inference
 from jaxcxr import masks as masks_lib
 from jaxcxr.constants import LUNG_MASK_MODES
-from jaxcxr.data import pipeline
+from jaxcxr.data import pipeline, views
 from jaxcxr.data.images import to_grey
 from jaxcxr.data.views import Data
 
@@ -210,18 +210,6 @@ class MaskedView:
     return f"MaskedView({self.base!r}, mode={self.mode!r})"
 
 
-def _record_keys(view: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Per row of a view: its dataset (TFDS name), builder split and record number."""
-  from jaxcxr.data.views import _PlainView  # pylint: disable=g-import-not-at-top
-
-  if isinstance(view, _PlainView):
-    n = len(view)
-    return np.full(n, view._dataset), np.full(n, view.name), np.arange(n)  # pylint: disable=protected-access
-  idx = view.index
-  names = np.asarray(view._names)  # pylint: disable=protected-access
-  return names[idx.component], np.asarray(idx.split), np.asarray(idx.record, np.int64)
-
-
 def _cache_path(root: str, digest: str, dataset: str, split: str) -> str:
   return os.path.join(root, digest, dataset.replace("/", "__"), f"{split}.npz")
 
@@ -270,7 +258,7 @@ def mask_data(
   data_dir = data_dir or config.input.data_dir
   masker = masker or masker_for(config, config.input.eval_batch_size or config.input.batch_size)
   r = masker.resolution
-  keys = {s: _record_keys(v) for s, v in data.splits.items()}
+  keys = {s: views.record_keys(v) for s, v in data.splits.items()}
   # Per (dataset, builder split): the records any split of the run needs, and one view to read them.
   needed: dict[tuple[str, str], dict[int, tuple[str, int]]] = {}
   for s, (ds, sp, rec) in keys.items():

@@ -52,7 +52,7 @@ from jaxcxr import (
   sharding,
   workdir_lock,
 )
-from jaxcxr.data import classes, pipeline, splits, tfds_access
+from jaxcxr.data import classes, pipeline, prepared, splits, tfds_access
 from jaxcxr.training import guards
 from jaxcxr.training import hooks as hooks_lib
 from jaxcxr.training import stages as stages_lib
@@ -69,10 +69,11 @@ from jaxcxr.training.steps import (  # noqa: F401  (the public names of jaxcxr.t
 )
 
 
-def _load_datasets(config: ml_collections.ConfigDict, workdir: str | None = None) -> splits.Data:
+def load_datasets(config: ml_collections.ConfigDict, workdir: str | None = None) -> splits.Data:
   """The run's splits (jaxcxr.data.splits); datasets are prepared by process 0 if needed.
   With `config.input.lung_mask` every split is lung-masked (`jaxcxr.lung_mask`; masks cached
-  under `workdir` unless `lung_mask.cache_dir` says where)."""
+  under `workdir` unless `lung_mask.cache_dir` says where); with `config.input.prepared_cache`
+  every split is read from prepared (decoded and resized) images (`jaxcxr.data.prepared`)."""
   if config.input.prepare and jax.process_index() == 0:
     for comp in classes.components(config.input):
       tfds_access.prepare(
@@ -81,7 +82,10 @@ def _load_datasets(config: ml_collections.ConfigDict, workdir: str | None = None
       )
   sharding.sync("dataset_prepared")
   # Builders are re-created after preparation so that every process reads the written info.
-  return lung_mask.load_splits(config, workdir)
+  data = lung_mask.load_splits(config, workdir)
+  if config.input.get("prepared_cache"):
+    data = prepared.prepare(data, config)
+  return data
 
 
 def create_train_state(
@@ -172,7 +176,7 @@ def setup(
     dict(mesh.shape),
   )
   config_lib.validate(config, num_devices=mesh.devices.size)
-  data = _load_datasets(config, workdir)
+  data = load_datasets(config, workdir)
   class_names = data.class_names
   num_classes = config.num_classes or len(class_names)
   if num_classes != len(class_names):

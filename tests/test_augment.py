@@ -216,7 +216,9 @@ def test_elastic_with_matrix_blur_equals_dm_pix_elastic_deformation(h, w, c):
     @ field[..., 0]
     @ augment.gaussian_blur_matrix(w, sigma, kernel_size).T
   )
-  np.testing.assert_allclose(blurred, pix.gaussian_blur(field, sigma, kernel_size)[..., 0], atol=1e-6)
+  np.testing.assert_allclose(
+    blurred, pix.gaussian_blur(field, sigma, kernel_size)[..., 0], atol=1e-6
+  )
 
 
 def test_perspective_warp_moves_the_corners_as_fastai_and_matches_scipy():

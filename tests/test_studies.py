@@ -195,3 +195,32 @@ def test_study_recipes_use_their_augmentation_and_resize():
   assert (r.vflip, r.warp) == (0.5, 0.2)
   for c in (alotaibi2020.get_config(""), bassi2021.get_config(""), rachha2020.get_config("")):
     config_lib.validate(c)
+
+
+def test_bassi_lite0_form_steps_the_rates_down_block_by_block():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from configs.studies import bassi2021  # pylint: disable=g-import-not-at-top
+  from jaxcxr import train  # pylint: disable=g-import-not-at-top
+  from jaxcxr.training import stages as stages_lib  # pylint: disable=g-import-not-at-top
+
+  c = bassi2021.get_config("radiography=/x,backbone=lite0,cpu")
+  assert (c.model_name, c.model_init) == (
+    "tf_efficientnet_lite0",
+    "tf_efficientnet_lite0.pypi_in1k",
+  )
+  assert c.input.class_factors == () and c.input.image_size == 128
+  assert bassi2021.get_config("radiography=/x").input.class_factors == (
+    ("normal", 8), ("covid-19", 8),
+  )  # fmt: skip
+  model = nnx.eval_shape(lambda: train.create_model(c, 2, init=False))
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  discriminative = stages_lib.resolve(c, 10, params, rest)[1]
+  by_prefix = {}  # Module (blocks/N for the MBConv stages) -> the multipliers of its parameters.
+  for path, m in discriminative.lr_mult.items():
+    parts = path.split("/")
+    by_prefix.setdefault("/".join(parts[:2] if parts[0] == "blocks" else parts[:1]), set()).add(m)
+  want = {"conv_stem": 1 / 243, "bn1": 1 / 243, "blocks/0": 1 / 81, "blocks/1": 1 / 81,
+          "blocks/2": 1 / 27, "blocks/3": 1 / 27, "blocks/4": 1 / 9, "blocks/5": 1 / 9,
+          "blocks/6": 1 / 3, "conv_head": 1 / 3, "bn2": 1 / 3, "classifier": 1.0}  # fmt: skip
+  assert by_prefix == {k: {v} for k, v in want.items()}

@@ -141,9 +141,7 @@ def gaussian_blur_matrix(n: int, sigma: float, kernel_size: float) -> jax.Array:
   return jnp.where(jnp.abs(offset) <= radius, g[jnp.clip(offset + radius, 0, 2 * radius)], 0.0)
 
 
-def elastic_coordinates(
-  key: jax.Array, hw: Sequence[int], alpha: float, sigma: float
-) -> jax.Array:
+def elastic_coordinates(key: jax.Array, hw: Sequence[int], alpha: float, sigma: float) -> jax.Array:
   """dm-pix's `elastic_deformation` sampling grid, (2, H, W): the same key split, uniform noise
   in [-1, 1], kernel size and scaling; only the blur is computed as `gaussian_blur_matrix`
   products (equal to rounding: tests/test_augment.py)."""
@@ -151,7 +149,10 @@ def elastic_coordinates(
   key_i, key_j = jax.random.split(key)
   # dm-pix's kernel size rule (OpenCV's for a given sigma).
   kernel_size = ((sigma - 0.8) / 0.3 + 1) / 0.5 + 1
-  b_h, b_w = gaussian_blur_matrix(h, sigma, kernel_size), gaussian_blur_matrix(w, sigma, kernel_size)
+  b_h, b_w = (
+    gaussian_blur_matrix(h, sigma, kernel_size),
+    gaussian_blur_matrix(w, sigma, kernel_size),
+  )
   hi = jax.lax.Precision.HIGHEST  # fp32 products: the field is scaled by alpha (hundreds of px)
 
   def field(k: jax.Array) -> jax.Array:
@@ -168,7 +169,9 @@ def resample(image: jax.Array, coords: jax.Array) -> jax.Array:
   # dm-pix's grid over (H, W, 1): the channel coordinate 0, the output (H, W, 1) per channel.
   coords3 = jnp.concatenate([coords, jnp.zeros((1, *coords.shape[1:]), coords.dtype)])[..., None]
   return jnp.concatenate(
-    [pix.flat_nd_linear_interpolate(image[..., c : c + 1], coords3) for c in range(image.shape[-1])],
+    [
+      pix.flat_nd_linear_interpolate(image[..., c : c + 1], coords3) for c in range(image.shape[-1])
+    ],
     axis=-1,
   )
 

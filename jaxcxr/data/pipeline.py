@@ -90,6 +90,8 @@ class Preprocess(grain.transforms.Map):
     return cls(input_config.image_size, with_mask=with_mask, **resize_args(input_config))
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
+    if "prepared" in element:  # Already this map's output (`jaxcxr.data.prepared`): passed on.
+      return self._prepared(element)
     # Radiographs are grey; RGB(A) copies (common in the COVID collections) and deeper pixels are
     # converted by the one decoder the builders and the audit use.
     pil = fit(to_grey(element["image"]), self.image_size, self.resize, self.pad_value)
@@ -101,6 +103,21 @@ class Preprocess(grain.transforms.Map):
     }
     if self.with_mask:
       out["mask"] = resize_mask(element["mask"], self.image_size, self.resize)
+    return out
+
+  def _prepared(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
+    made = tuple(element["prepared"])
+    if made != (self.image_size, self.resize, self.pad_value):
+      raise ValueError(
+        f"A prepared-cache record made at (image_size, resize, pad_value) = {made} reached "
+        f"preprocessing for {(self.image_size, self.resize, self.pad_value)}; its pixels cannot "
+        "be resized again. Read the split without config.input.prepared_cache, or at its size."
+      )
+    out = {"image": element["image"], "label": element[self.label_key]}
+    if self.with_mask:
+      if "mask" not in element:
+        raise ValueError("A prepared-cache record without a mask reached segmentation input.")
+      out["mask"] = element["mask"]
     return out
 
 

@@ -130,6 +130,37 @@ class _PlainView(View):
     return self._index
 
 
+def unwrap(view: Any) -> View:
+  """The `View` under any wrappers (`lung_mask.MaskedView`, `prepared.PreparedView`: `.base`)."""
+  while not isinstance(view, View):
+    view = view.base
+  return view
+
+
+def record_keys(view: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per row of a view (wrappers included): its dataset (TFDS name), builder split and record
+  number, the address of the stored record it reads."""
+  view = unwrap(view)
+  if isinstance(view, _PlainView):
+    n = len(view)
+    return np.full(n, view._dataset), np.full(n, view.name), np.arange(n)  # pylint: disable=protected-access
+  idx = view.index
+  names = np.asarray(view._names)  # pylint: disable=protected-access
+  return names[idx.component], np.asarray(idx.split), np.asarray(idx.record, np.int64)
+
+
+def data_source(view: Any, dataset: str, split: str) -> Any:
+  """The TFDS data source a view reads `split` of `dataset` from (its `dataset_info` says which
+  files)."""
+  view = unwrap(view)
+  if isinstance(view, _PlainView):
+    return view._records  # pylint: disable=protected-access
+  for name, readers in zip(view._names, view._readers, strict=True):  # pylint: disable=protected-access
+    if name == dataset and split in readers:
+      return readers[split]
+  raise KeyError(f"View {view.name!r} reads no split {split!r} of {dataset!r}.")
+
+
 def describe(splits: dict[str, View], class_names: list[str]) -> dict[str, Any]:
   """Images, patients and per-class counts (multi-label: positives) of every split."""
 
