@@ -19,10 +19,10 @@ offline here, its blocks given the dense blocks' rate steps), dropout 0.5 before
 one sigmoid output per class with binary cross-entropy, SGD momentum 0.9, batch 9; rotation ±40°,
 shifts up to 40 px horizontally and 28 px vertically of the 224 px image (`translate_xy`, per-axis
 fractions of the side: (40 / 224, 28 / 224), so the same share at any `image_size`), horizontal
-flips; each epoch sees normal ×8, pneumonia ×8 and COVID-19 ×72 copies (`class_factors`, the study's online
-oversampling; the radiography form, whose two classes are about equal, repeats both ×8); the
-four stages of `configs/chexnet_staged.py`; the state with the lowest validation
-loss is reported.
+flips; each epoch sees normal ×8, pneumonia ×8 and COVID-19 ×72 copies (`class_factors`, the
+study's online oversampling; the radiography form, whose two classes are about equal, repeats
+both ×8); the four stages of `configs/chexnet_staged.py`; the state with the lowest validation loss
+is reported.
 
 Reported figure: not copied here (the paper was not available offline in this environment).
 
