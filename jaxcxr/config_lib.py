@@ -196,6 +196,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.val_split = "val"  # Evaluated every eval_every_steps during training ("" for none).
   c.eval_splits = ("val", "test")  # Evaluated at the end; written to WORKDIR/eval/<split>.json.
+  # Evaluation splits whose images take `config.augment` too (Keras studies that drew validation
+  # from the augmenting ImageDataGenerator). One fixed draw per split and example, so every
+  # evaluation of a split sees the same images; a split named like 'test' is refused.
+  c.augment_eval = ()
   c.eval_every_steps = 0  # 0: only at the end.
   c.log_every_steps = 10
   c.checkpoint_every_steps = 500
@@ -358,6 +362,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("input.image_size", positive_int, "a positive integer (pixels)")
   require("input.num_workers", non_negative_int, "a non-negative integer")
   require("input.num_threads", positive_int, "a positive integer")
+  for split in config.get("augment_eval", ()) or ():
+    if not isinstance(split, str) or "test" in split.lower():
+      raise ValueError(
+        f"config.augment_eval={tuple(config.augment_eval)!r}: expected names of validation "
+        f"splits; {split!r} is refused (an augmented test set measures augmented copies)."
+      )
   cache = config.input.get("prepared_cache", "")
   if not isinstance(cache, str) or (cache not in ("", "auto") and os.path.isfile(cache)):
     raise ValueError(

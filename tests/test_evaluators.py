@@ -156,3 +156,40 @@ def test_two_processes_score_every_example_once():
     assert d["index"] == list(range(13)), d
     assert d["scored"] == list(range(13)), d
     assert d["label"] == [i % 3 for i in range(13)], d
+
+
+def test_augment_eval_augments_listed_validation_splits_with_a_fixed_draw(tfds_dir):
+  # config.augment_eval: the eval step augments only with a key, the same key draws the same
+  # images, and a test split is refused.
+  import functools  # pylint: disable=g-import-not-at-top
+
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr import config_lib, losses, train  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import pipeline  # pylint: disable=g-import-not-at-top
+  from jaxcxr.evaluators import classification  # pylint: disable=g-import-not-at-top
+  from jaxcxr.training import steps  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config(tfds_dir)
+  c.augment.rotate_deg, c.augment.p_affine = 30.0, 1.0
+  c.augment_eval = ("val",)
+  s = train.setup(c)
+  loss_fn = losses.make_loss(c.loss, len(s.class_names), None)
+  step = jax.jit(functools.partial(steps.eval_step, graphdef=s.graphdef, config=c, loss_fn=loss_fn))
+  batch = next(pipeline.eval_batches(s.data.split("val"), local_batch_size=8, image_size=32))
+  batch = {k: jnp.asarray(batch[k]) for k in ("image", "label")}
+  key = classification.eval_augment_key(c, "val")
+  plain, aug, again = step(s.state, batch), step(s.state, batch, key), step(s.state, batch, key)
+  np.testing.assert_array_equal(aug["probs"], again["probs"])
+  assert float(jnp.abs(aug["probs"] - plain["probs"]).max()) > 1e-4
+  # Without a key the step is the plain prediction.
+  probs = steps.predict_step(s.state, batch, graphdef=s.graphdef, config=c)
+  np.testing.assert_allclose(plain["probs"], probs, atol=1e-6)
+  assert classification.eval_augment_key(c, "train") is None
+  assert jnp.array_equal(
+    jax.random.key_data(key), jax.random.key_data(classification.eval_augment_key(c, "val"))
+  )
+  for bad in (("val", "test"), ("external_test",)):
+    c.augment_eval = bad
+    with pytest.raises(ValueError, match=r"config.augment_eval=.*test.* is refused"):
+      config_lib.validate(c)

@@ -72,6 +72,7 @@ def predict_split(
   *,
   with_masks: bool = False,
   outputs: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] = _probs_and_loss,
+  augment_key: jax.Array | None = None,
 ) -> dict[str, np.ndarray]:
   """Per-example outputs of `ctx.eval_step` on every example of `source`, once, in split order.
 
@@ -79,7 +80,9 @@ def predict_split(
   reduce there what need not reach the host, e.g. a threshold), the batch's `label` (with
   `with_masks`: its `seg` masks, the step's target, and `image`s instead), `index` (into the
   split: `arange(len(source))`) and, where the split has them, `patient` ids. Padding rows are
-  dropped; everything is gathered to every process once, after the last batch.
+  dropped; everything is gathered to every process once, after the last batch. `augment_key`:
+  the images are augmented in the step, batch b from `fold_in(augment_key, b)` (the same draws
+  at every evaluation; `config.augment_eval`).
   """
   config, mesh = ctx.config, ctx.mesh
   global_bs = config.input.eval_batch_size or config.input.batch_size
@@ -87,16 +90,21 @@ def predict_split(
   host_keys = ("seg", "image") if with_masks else ("label",)
   local: dict[str, list[np.ndarray]] = {}
   pending = None  # The previous batch's device outputs, copied to host once the next is queued.
-  for batch in pipeline.eval_batches(
-    source,
-    local_batch_size=local_bs,
-    image_size=config.input.image_size,
-    **pipeline.resize_args(config.input),
-    num_threads=config.input.num_threads,
-    with_masks=with_masks,
+  for b, batch in enumerate(
+    pipeline.eval_batches(
+      source,
+      local_batch_size=local_bs,
+      image_size=config.input.image_size,
+      **pipeline.resize_args(config.input),
+      num_threads=config.input.num_threads,
+      with_masks=with_masks,
+    )
   ):
     sharded = sharding.shard_batch({"image": batch["image"], "label": batch[host_keys[0]]}, mesh)
-    out = outputs(ctx.eval_step(state, sharded))
+    if augment_key is None:
+      out = outputs(ctx.eval_step(state, sharded))
+    else:
+      out = outputs(ctx.eval_step(state, sharded, jax.random.fold_in(augment_key, b)))
     if pending is not None:
       _append(local, sharding.to_local(pending, mesh))
     pending = out

@@ -9,13 +9,24 @@ calibration, bootstrap intervals and reports can reuse them (`write_predictions`
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
 from jaxcxr import calibration, intervals, metrics
 from jaxcxr.evaluators.base import EvalContext, predict_split, register
+
+
+def eval_augment_key(config: ml_collections.ConfigDict, split: str) -> jax.Array | None:
+  """The fixed augmentation key of an evaluation split in `config.augment_eval` (else None):
+  from the run's seed and the split's name, so every evaluation draws the same images."""
+  if split not in tuple(config.get("augment_eval", ()) or ()):
+    return None
+  name = int.from_bytes(hashlib.sha256(split.encode()).digest()[:4], "little")
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 0xE7A1), name)
 
 
 @register("classification")
@@ -37,7 +48,8 @@ class Classification:
   def run(self, state: Any, split: str | None = None) -> dict[str, Any]:
     split = split or self.split
     source = self.ctx.data.split(split)
-    self.last = predict_split(self.ctx, state, source)
+    self.last = predict_split(self.ctx, state, source, augment_key=eval_augment_key(
+      self.ctx.config, split))  # fmt: skip
     labels, probs = self.last["label"], self.last["probs"]
     bad = int(np.sum(~np.isfinite(probs).all(axis=-1)))
     if bad:  # A diverged model (finite but huge weights overflow); the training loop's guard

@@ -284,9 +284,13 @@ def predict_logits(
   config: ml_collections.ConfigDict,
 ) -> jax.Array:
   """Float32 logits of a batch in eval mode; `state` has `params` and `rest`."""
-  images = model_inputs(augment.to_float(batch["image"]), config)
+  return _logits(state, augment.to_float(batch["image"]), graphdef, config)
+
+
+def _logits(state: Any, images: jax.Array, graphdef: nnx.GraphDef, config) -> jax.Array:
+  """Eval-mode float32 logits of float images in [0, 1]."""
   model = nnx.merge(graphdef, state.params, state.rest)
-  return model(images, train=False).astype(jnp.float32)
+  return model(model_inputs(images, config), train=False).astype(jnp.float32)
 
 
 def probabilities(logits: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
@@ -299,12 +303,17 @@ def probabilities(logits: jax.Array, config: ml_collections.ConfigDict) -> jax.A
 def eval_step(
   state: Any,
   batch: dict[str, jax.Array],
+  key: jax.Array | None = None,
   *,
   graphdef: nnx.GraphDef,
   config: ml_collections.ConfigDict,
   loss_fn: Callable[..., jax.Array],
 ) -> dict[str, jax.Array]:
   """Probabilities and per-example loss (the training objective) of a labelled batch (the
-  `label` is the mask for segmentation)."""
-  logits = predict_logits(state, batch, graphdef=graphdef, config=config)
+  `label` is the mask for segmentation). With `key` (`config.augment_eval`; classification)
+  the images are first augmented by `config.augment`, one draw per example from `key`."""
+  images = augment.to_float(batch["image"])
+  if key is not None:
+    images = augment.augment(key, images, config.augment)
+  logits = _logits(state, images, graphdef, config)
   return {"probs": probabilities(logits, config), "loss": loss_fn(logits, batch["label"])}
