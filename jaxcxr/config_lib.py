@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
   # else ~/.cache/jaxcxr/prepared) or a directory. Images decoded and resized once, read back
   # as uint8 array_record; rebuilt when the data, records, size, resize mode or lung mask change.
   c.input.prepared_cache = ""
+  # Training batches put on the devices this many steps ahead (pipeline.DevicePrefetch; the
+  # checkpointed data position stays that of the last batch a step used). 0: no lookahead.
+  c.input.prefetch_to_device = 2
   c.input.num_workers = 0  # grain worker processes.
   c.input.num_threads = 4  # grain reader threads per worker.
   # Mixtures (jaxcxr.data.classes): a tuple of dicts {data, splits, class_map, manual_dir}; empty:
@@ -362,6 +365,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   require("input.image_size", positive_int, "a positive integer (pixels)")
   require("input.num_workers", non_negative_int, "a non-negative integer")
   require("input.num_threads", positive_int, "a positive integer")
+  require("input.prefetch_to_device", non_negative_int, "a non-negative integer (0: off)")
   for split in config.get("augment_eval", ()) or ():
     if not isinstance(split, str) or "test" in split.lower():
       raise ValueError(

@@ -341,6 +341,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_threads=config.input.num_threads,
     with_masks=data.segmentation,
   )
+  train_iter = pipeline.DevicePrefetch(
+    train_iter, lambda b: sharding.shard_batch(b, mesh), config.input.prefetch_to_device
+  )
   checkpointer = ckpt_lib.Checkpointer(
     os.path.join(workdir, "checkpoints"),
     max_to_keep=config.keep_checkpoints,
@@ -435,7 +438,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )  # fmt: skip
     compiled = False
     while not loop.stage_over and not loop.halt:
-      batch = sharding.shard_batch(hooks_lib.next_batch(train_iter, loop), mesh)
+      batch = hooks_lib.next_batch(train_iter, loop)  # On the devices already (DevicePrefetch).
       if compiled:
         loop.state, loop.step_metrics = jit_train(loop.state, batch, seed)
       else:

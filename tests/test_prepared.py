@@ -197,3 +197,26 @@ def test_a_run_with_the_cache_equals_the_run_without(tfds_dir, tiny_run, tmp_pat
   with open(tmp_path / "run" / "data_splits.json") as f:
     report = json.load(f)["prepared_cache"]
   assert set(report["caches"]) == {f"synthetic_cxr/tiny/{s}" for s in ("train", "val", "test")}
+
+
+def test_a_concurrent_build_keeps_the_first_sound_copy(tfds_dir, tmp_path, monkeypatch):
+  # Two runs (say folds side by side) build one key: the second finds the first's folder sound
+  # at its rename and discards its own copy, leaving no temporary folder.
+  c = _config(tfds_dir, tmp_path / "cache")
+  raw, prep = _both(c)
+  folder = prep.report["prepared_cache"]["caches"]["synthetic_cxr/tiny/val"]["folder"]
+  images = os.path.join(folder, "images.array_record")
+  before = os.stat(images).st_ino
+  real_check = prepared._check  # pylint: disable=protected-access
+  calls = []
+
+  def check(f, meta, n):  # The first check of val (on open) misses it: built concurrently.
+    calls.append(f)
+    return "missing" if calls.count(folder) == 1 and f == folder else real_check(f, meta, n)
+
+  monkeypatch.setattr(prepared, "_check", check)
+  again = prepared.prepare(raw, c)
+  assert _built(again)["synthetic_cxr/tiny/val"]  # It did build a copy ...
+  assert os.stat(images).st_ino == before  # ... and kept the existing one.
+  assert not [n for n in os.listdir(os.path.dirname(folder)) if n.startswith(".tmp-")]
+  _assert_same_batches(raw, again, c, train_batches=1)

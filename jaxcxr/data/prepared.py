@@ -27,7 +27,8 @@ else `$XDG_CACHE_HOME/jaxcxr/prepared` (`~/.cache/jaxcxr/prepared`). Old folders
 (other runs may use them); `rm -r` the cache directory to reclaim the space.
 
 Building: process 0 writes into a temporary sibling folder and renames it into place, so a reader
-never sees half a cache and an interrupted build leaves only a `.tmp-*` folder; the other processes
+never sees half a cache and an interrupted build leaves only a `.tmp-*` folder (two runs building
+one key at once, e.g. folds side by side: the first sound copy is kept); the other processes
 wait (`sharding.sync`) and build a copy of their own only where they cannot see process 0's (no
 shared filesystem). On open, `meta.json` must equal the key, `records.npy` must list the records and
 the array_record file must hold that many records; each read checks the record's length. A cache
@@ -240,9 +241,18 @@ def _build(folder: str, meta: dict[str, Any], records: list[int], rows: _Rows, l
   np.save(os.path.join(tmp, _RECORDS), np.asarray(records, np.int64))
   with open(os.path.join(tmp, _META), "w") as f:
     json.dump(meta, f, indent=1, sort_keys=True)
-  if os.path.isdir(folder):  # A damaged cache, or one another run finished first.
-    shutil.rmtree(folder, ignore_errors=True)
-  os.rename(tmp, folder)  # A reader never sees half a cache.
+  if os.path.isdir(folder):
+    if _check(folder, meta, n) is None:  # Another run (e.g. a fold beside us) finished first.
+      shutil.rmtree(tmp, ignore_errors=True)
+      return
+    shutil.rmtree(folder, ignore_errors=True)  # Damaged.
+  try:
+    os.rename(tmp, folder)  # A reader never sees half a cache.
+  except OSError:  # Another run renamed its copy in between: keep that one if it is sound.
+    shutil.rmtree(tmp, ignore_errors=True)
+    problem = _check(folder, meta, n)
+    if problem:
+      raise RuntimeError(f"Prepared cache {folder}: {problem} after a concurrent build.") from None
 
 
 def prepare(data: views.Data, config: ml_collections.ConfigDict) -> views.Data:
