@@ -169,17 +169,13 @@ def masker_for(config: ml_collections.ConfigDict, batch_size: int = 16) -> Maske
   return Masker(lm.run, lm.step, batch_size, post)
 
 
-class MaskedView:
-  """A split whose records' `image` is lung-masked (`apply`), with its masks packed in memory;
-  labels, patients and index are the underlying view's."""
+class MaskedView(views.Wrapper):
+  """A split whose records' `image` is lung-masked (`apply`), with its masks packed in memory."""
 
   def __init__(self, base: Any, packed: np.ndarray, resolution: int, mode: str, margin: float):
-    self.base, self.packed, self.resolution = base, packed, resolution
+    super().__init__(base)
+    self.packed, self.resolution = packed, resolution
     self.mode, self.margin = mode, margin
-    self.name = base.name
-
-  def __len__(self) -> int:
-    return len(self.base)
 
   def mask(self, i: int) -> np.ndarray:
     r = self.resolution
@@ -189,22 +185,6 @@ class MaskedView:
     record = dict(self.base[i])
     record["image"] = apply(to_grey(record["image"]), self.mask(i), self.mode, self.margin)
     return record
-
-  @property
-  def index(self):
-    return self.base.index
-
-  @property
-  def labels(self) -> np.ndarray:
-    return self.base.labels
-
-  @property
-  def patients(self) -> np.ndarray:
-    return self.base.patients
-
-  @property
-  def label_spec(self):
-    return self.base.label_spec
 
   def __repr__(self) -> str:
     return f"MaskedView({self.base!r}, mode={self.mode!r})"

@@ -129,18 +129,16 @@ class _Cache:
     return image, (px[s * s :].reshape(s, s, 1) if lay.with_mask else None)
 
 
-class PreparedView:
+class PreparedView(views.Wrapper):
   """A split whose records are read from prepared caches: {'image', 'label', 'dataset',
   PREPARED[, 'mask']}; labels, patients and index are the underlying view's."""
 
   def __init__(self, base: Any, caches: dict[tuple[str, str], _Cache], layout: Layout):
-    self.base, self.layout, self.name = base, layout, base.name
+    super().__init__(base)
+    self.layout = layout
     ds, sp, rec = views.record_keys(base)
     self._keys = list(zip(ds.tolist(), sp.tolist(), rec.tolist(), strict=True))
     self._caches = caches
-
-  def __len__(self) -> int:
-    return len(self.base)
 
   def __getitem__(self, i: int) -> dict[str, Any]:
     dataset, split, record = self._keys[i]
@@ -151,22 +149,6 @@ class PreparedView:
     if mask is not None:
       out["mask"] = mask
     return out
-
-  @property
-  def index(self):
-    return self.base.index
-
-  @property
-  def labels(self) -> np.ndarray:
-    return self.base.labels
-
-  @property
-  def patients(self) -> np.ndarray:
-    return self.base.patients
-
-  @property
-  def label_spec(self):
-    return self.base.label_spec
 
   def __repr__(self) -> str:
     return f"PreparedView({self.base!r}, {self.layout.image_size} px, {self.layout.resize})"

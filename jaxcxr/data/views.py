@@ -130,8 +130,39 @@ class _PlainView(View):
     return self._index
 
 
+class Wrapper:
+  """A split over another (`base`) whose records it changes, not which they are: length, name,
+  index, labels, patients and label spec are the base's (`lung_mask.MaskedView`,
+  `prepared.PreparedView`)."""
+
+  def __init__(self, base: Any):
+    self.base, self.name = base, base.name
+
+  def __len__(self) -> int:
+    return len(self.base)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    raise NotImplementedError
+
+  @property
+  def index(self) -> Index:
+    return self.base.index
+
+  @property
+  def labels(self) -> np.ndarray:
+    return self.base.labels
+
+  @property
+  def patients(self) -> np.ndarray:
+    return self.base.patients
+
+  @property
+  def label_spec(self) -> tuple[tuple[int, ...], type]:
+    return self.base.label_spec
+
+
 def unwrap(view: Any) -> View:
-  """The `View` under any wrappers (`lung_mask.MaskedView`, `prepared.PreparedView`: `.base`)."""
+  """The `View` under any `Wrapper`s."""
   while not isinstance(view, View):
     view = view.base
   return view
