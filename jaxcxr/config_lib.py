@@ -83,6 +83,10 @@ def base_config() -> ml_collections.ConfigDict:
   # a target task trained from it (homologous transfer, Zhang & Liu 2021): its test patients
   # stay in test, its training patients stay out of val and test. New patients are re-split.
   c.input.splits.pin_run = ""
+  # A run initialised from another run (`model_init` = its workdir) refuses evaluation splits
+  # holding patients that run trained on or selected by (its train/val): its figures would be
+  # partly measured on training data. True turns the refusal into a warning.
+  c.input.splits.allow_source_overlap = False
   c.input.balance = "none"  # Training split: 'none', 'oversample' or 'undersample'.
   # Per-class caps ((class name, max images), ...) on the pool a re-split draws from, whole
   # patients at random (Rachha 2020: 704 no-finding, 500 pneumonia).

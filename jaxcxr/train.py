@@ -83,9 +83,7 @@ def load_datasets(config: ml_collections.ConfigDict, workdir: str | None = None)
   sharding.sync("dataset_prepared")
   # Builders are re-created after preparation so that every process reads the written info.
   data = lung_mask.load_splits(config, workdir)
-  if config.input.get("prepared_cache"):
-    data = prepared.prepare(data, config)
-  return data
+  return prepared.prepare(data, config) if config.input.get("prepared_cache") else data
 
 
 def create_train_state(
@@ -177,6 +175,7 @@ def setup(
   )
   config_lib.validate(config, num_devices=mesh.devices.size)
   data = load_datasets(config, workdir)
+  splits.check_source_overlap(config, data)
   class_names = data.class_names
   num_classes = config.num_classes or len(class_names)
   if num_classes != len(class_names):

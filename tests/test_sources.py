@@ -425,3 +425,34 @@ def test_pin_rows_a_group_pinned_twice_goes_to_test_and_errors_name_the_file(tmp
   (run / "data_splits.json").write_text("{}")
   with pytest.raises(ValueError, match=r"data_splits.json: expected a JSON object with 'patients'"):
     resplit.pin_rows(np.array([0]), np.array(["a"]), np.array(["a"]), str(run))
+
+
+def test_a_run_from_a_source_run_refuses_its_training_patients_unless_pinned(
+  tfds_dir, tiny_run, tmp_path, caplog
+):
+  # model_init = a run whose train/val patients this run's re-split puts in val or test: refused
+  # (the figures would be measured partly on the source's training data), naming the fix.
+  import logging  # pylint: disable=g-import-not-at-top
+
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+
+  from jaxcxr import train  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config(tfds_dir, **{"input.splits.method": "fractions", "input.splits.seed": 3})
+  c.model_init = tiny_run
+  data = train.load_datasets(c)
+  with pytest.raises(ValueError, match=r"trained on or selected by patients .*pin_run="):
+    splits_lib.check_source_overlap(c, data)
+  c.input.splits.allow_source_overlap = True
+  with caplog.at_level(logging.WARNING):
+    splits_lib.check_source_overlap(c, data)
+  assert "trained on or selected by" in caplog.text
+  # Pinned to the source run: every patient keeps its split there, nothing to refuse.
+  c.input.splits.allow_source_overlap = False
+  c.input.splits.pin_run = tiny_run
+  splits_lib.check_source_overlap(c, train.load_datasets(c))
+  # The source's own builder splits: disjoint by construction.
+  b = tiny_config(tfds_dir)
+  b.model_init = tiny_run
+  splits_lib.check_source_overlap(b, train.load_datasets(b))

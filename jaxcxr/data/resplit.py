@@ -252,6 +252,34 @@ def group_duplicates(index: Index, readers: list[dict[str, Any]]) -> tuple[np.nd
   return np.asarray([f"group{k}" for k in component], dtype=object), report
 
 
+def run_patients(run: str, key: str) -> dict[str, list[str]]:
+  """Split -> patient ids of a run's `data_splits.json` (`key`: the config key that named it)."""
+  path = os.path.join(run, "data_splits.json")
+  try:
+    with open(path) as f:
+      return json.load(f)["patients"]
+  except FileNotFoundError:
+    raise FileNotFoundError(
+      f"{key}={run!r}: no {path} (a jaxcxr run's workdir writes one)."
+    ) from None
+  except (KeyError, TypeError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: expected a JSON object with 'patients' per split ({e}).") from None
+
+
+def source_overlap(splits: dict[str, Any], train_split: str, run: str) -> dict[str, list[str]]:
+  """Per evaluation split (every split but `train_split`): its patients that the run `run` (the
+  source of `model_init`) trained on, and for splits other than 'val' also those it selected its
+  model by (its val split); `pin_rows`' rule, so a pinned re-split has none."""
+  saved = run_patients(run, "config.model_init")
+  trained = {p for p in saved.get("train", ())}
+  seen = trained | set(saved.get("val", ()))
+  return {
+    s: sorted(set(map(str, v.patients)) & (trained if s == "val" else seen))
+    for s, v in splits.items()
+    if s != train_split
+  }
+
+
 def pin_rows(
   pool: np.ndarray, patients: np.ndarray, groups: np.ndarray, run: str
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -262,16 +290,7 @@ def pin_rows(
   whole to that patient's split; a group pinned to two splits takes the later of test, val,
   train, so no image of a patient that run tested is trained on here.
   """
-  path = os.path.join(run, "data_splits.json")
-  try:
-    with open(path) as f:
-      saved = json.load(f)["patients"]
-  except FileNotFoundError:
-    raise FileNotFoundError(
-      f"config.input.splits.pin_run={run!r}: no {path} (a jaxcxr run's workdir writes one)."
-    ) from None
-  except (KeyError, TypeError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: expected a JSON object with 'patients' per split ({e}).") from None
+  saved = run_patients(run, "config.input.splits.pin_run")
   order = {s: i for i, s in enumerate(("train", "val", "test"))}
   rank = lambda s: order.get(s, len(order))  # Other split names (a fold's) rank as test.
   where = {}

@@ -16,6 +16,8 @@ splits as they are.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 import numpy as np
 from absl import logging
@@ -173,3 +175,29 @@ def load(cfg: ml_collections.ConfigDict) -> Data:
     resplit.check_disjoint(splits)
   logging.info("Data splits: %s", report)
   return Data(splits, class_names, report, multi_label=multi, segmentation=kind == "mask")
+
+
+def check_source_overlap(config: ml_collections.ConfigDict, data: Data) -> None:
+  """With `model_init` a jaxcxr run: refuses (or, `input.splits.allow_source_overlap`, warns
+  about) evaluation patients that run trained on or selected by. `input.splits.pin_run` set to
+  that run keeps them apart (homologous transfer, Zhang & Liu 2021)."""
+  run = config.get("model_init") or ""
+  if not (os.path.isdir(os.path.join(run, "checkpoints")) and os.path.isfile(
+      os.path.join(run, "data_splits.json"))):  # fmt: skip
+    return
+  overlap = {
+    s: ids for s, ids in resplit.source_overlap(data.splits, config.input.train_split, run).items()
+    if ids
+  }  # fmt: skip
+  if not overlap:
+    return
+  what = "; ".join(f"{s}: {len(ids)} (e.g. {ids[:3]})" for s, ids in overlap.items())
+  msg = (
+    f"config.model_init={run!r} trained on or selected by patients that this run evaluates on "
+    f"({what}): its figures would be partly measured on the source's training data. Set "
+    f"config.input.splits.pin_run={run!r} (every patient keeps the source run's split), or "
+    "config.input.splits.allow_source_overlap=True to accept it."
+  )
+  if not config.input.splits.get("allow_source_overlap", False):
+    raise ValueError(msg)
+  logging.warning("%s", msg)
