@@ -20,7 +20,7 @@ from PIL import Image
 
 from configs import lung_unet
 from jaxcxr import config_lib, lung_mask, masks
-from jaxcxr.data import images, splits, tfds_access
+from jaxcxr.data import images, pipeline, splits, tfds_access
 
 
 def _lesson_image() -> np.ndarray:
@@ -308,3 +308,29 @@ def test_a_letterboxed_unet_is_refused_by_name(tmp_path):
   (run / "config.json").write_text(c.to_json_best_effort())
   with pytest.raises(ValueError, match=r"unet_lb.*input.resize='letterbox'.*'stretch' only"):
     lung_mask.Masker(str(run))
+
+
+def test_prepared_cache_of_masked_images_equals_masking_and_follows_the_mask(
+  tfds_dir, unet_run, tmp_path
+):
+  # The prepared cache stores the masked pixels: the same batches as masking on the fly, and
+  # another mode (or UNet) is another cache folder.
+  from jaxcxr import train  # pylint: disable=g-import-not-at-top
+  from jaxcxr.data import prepared  # pylint: disable=g-import-not-at-top
+
+  c = _masked_config(tfds_dir, unet_run, **{"input.lung_mask.cache_dir": str(tmp_path / "m")})
+  raw = train.load_datasets(c)
+  c.input.prepared_cache = str(tmp_path / "p")
+  prep = train.load_datasets(c)
+  assert isinstance(prep.split("test"), prepared.PreparedView)
+  assert isinstance(prep.split("test").base, lung_mask.MaskedView)
+  for s in raw.splits:
+    a = list(pipeline.eval_batches(raw.split(s), local_batch_size=8, image_size=32))
+    b = list(pipeline.eval_batches(prep.split(s), local_batch_size=8, image_size=32))
+    for x, y in zip(a, b, strict=True):
+      np.testing.assert_array_equal(x["image"], y["image"])
+  folders = {v["folder"] for v in prep.report["prepared_cache"]["caches"].values()}
+  c.input.lung_mask.mode = "crop"
+  crop = train.load_datasets(c).report["prepared_cache"]["caches"].values()
+  assert not folders & {v["folder"] for v in crop}
+  assert all(v["built"] for v in crop)

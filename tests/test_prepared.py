@@ -220,3 +220,24 @@ def test_a_concurrent_build_keeps_the_first_sound_copy(tfds_dir, tmp_path, monke
   assert os.stat(images).st_ino == before  # ... and kept the existing one.
   assert not [n for n in os.listdir(os.path.dirname(folder)) if n.startswith(".tmp-")]
   _assert_same_batches(raw, again, c, train_batches=1)
+
+
+def test_segmentation_masks_are_cached_with_their_images(tfds_dir, tmp_path):
+  from configs import lung_unet  # pylint: disable=g-import-not-at-top
+
+  c = lung_unet.get_config("tiny")
+  c.input.data_dir = tfds_dir
+  c.input.prepared_cache = str(tmp_path / "cache")
+  raw, prep = _both(c)
+  assert prep.segmentation and prep.split("train")[0]["mask"].shape[-1] == 1
+  size, kw = c.input.image_size, pipeline.resize_args(c.input)
+  for s in raw.splits:
+    a = pipeline.eval_batches(
+      raw.split(s), local_batch_size=4, image_size=size, with_masks=True, **kw
+    )
+    b = pipeline.eval_batches(
+      prep.split(s), local_batch_size=4, image_size=size, with_masks=True, **kw
+    )
+    for x, y in zip(a, b, strict=True):
+      for k in ("image", "seg", "label", "mask"):
+        np.testing.assert_array_equal(x[k], y[k])
