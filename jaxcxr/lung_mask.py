@@ -6,13 +6,14 @@ classifying, so the classifier cannot read text, devices, borders or collimation
 image of every split, and every file `jaxcxr.predict` reads, goes through the same steps:
 
 1. the UNet run's eval forward pass (`inference.Predictor`) on the image as that run was trained
-   on it (`pipeline.Preprocess` at its `input.image_size`, the mask resolution), thresholded at
-   probability 0.5;
+   on it (`pipeline.Preprocess` at its `input.image_size`, the mask resolution, stretched or
+   letterboxed by its `input.resize`), thresholded at probability 0.5;
 2. `masks.postprocess` (two largest components, holes filled; a lung area outside
    [`min_area`, `max_area`] of the image is implausible and falls back to the whole image, so
    such an image is passed on unmasked; the fallbacks are counted per split in the run's
    `data_splits.json` under `lung_mask` and logged);
-3. the mask, resized to the stored image, applied by `mode`: 'black' (everything outside the mask
+3. the mask, resized to the stored image (a letterboxed UNet's: its padding cut off first,
+   `pipeline.letterbox_box`), applied by `mode`: 'black' (everything outside the mask
    set to 0, the study's method), 'crop' (cropped to the mask's bounding box widened by `margin`
    of its size on each side; the pipeline then resizes the crop to the training resolution) or
    'both' (black, then crop).
@@ -26,7 +27,8 @@ Masks are computed once per image and cached as packed bits in
 `CACHE/<unet key>/<dataset>/<builder split>.npz` (CACHE: `lung_mask.cache_dir`, default
 `WORKDIR/lung_masks` of the classification run; the prepared datasets may be read-only, e.g. a
 shared data folder). The unet key is a digest of the UNet run's workdir, its checkpoint (select
-and step) and the sha256 of its restored parameters, and of the mask resolution; each file also
+and step) and the sha256 of its restored parameters, and of the mask resolution (and of its
+resize mode when it is not 'stretch'); each file also
 records its dataset, data dir, split size and the key in full, and a file whose record differs
 is recomputed. A retrained UNet (other parameters, even at the same step), another step or
 another run therefore never reads stale masks; a second training, the report's gallery and the
@@ -68,14 +70,22 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
   return bool(lm and lm.get("run"))
 
 
-def apply(grey: np.ndarray, mask: np.ndarray, mode: str, margin: float = 0.0) -> np.ndarray:
+def apply(
+  grey: np.ndarray, mask: np.ndarray, mode: str, margin: float = 0.0, resize: str = "stretch"
+) -> np.ndarray:
   """`grey` (H, W) uint8 with the 0/1 `mask` (any resolution; resized to (H, W) bilinearly and
-  thresholded at half, as `pipeline.resize_mask`) applied by `mode` ('black', 'crop', 'both')."""
+  thresholded at half, as `pipeline.resize_mask`) applied by `mode` ('black', 'crop', 'both').
+  `resize`: how the UNet's input was made from `grey` ('letterbox': the mask's padding is cut
+  off first, so it lands where the image was)."""
   if mode not in MODES:
     raise ValueError(f"lung mask mode {mode!r}: expected one of {MODES}.")
   grey = np.asarray(grey)
   h, w = grey.shape[:2]
-  m = Image.fromarray((np.asarray(mask).reshape(mask.shape[:2]) > 0).astype(np.uint8) * 255)
+  mask = np.asarray(mask).reshape(mask.shape[:2])
+  if resize == "letterbox":
+    x0, y0, nw, nh = pipeline.letterbox_box(w, h, mask.shape[0])
+    mask = mask[y0 : y0 + nh, x0 : x0 + nw]
+  m = Image.fromarray((mask > 0).astype(np.uint8) * 255)
   if m.size != (w, h):
     m = m.resize((w, h), Image.BILINEAR, reducing_gap=None)
   m = np.asarray(m) >= 128
@@ -126,15 +136,12 @@ class Masker:
         f"{where}={run!r} is a {config.get('task', 'classification')!r} run (model "
         f"{config.model_name}); lung masks come from a segmentation run (configs/lung_unet.py)."
       )
-    if config.input.get("resize", "stretch") != "stretch":
-      # The UNet's input is made, and its mask mapped back, by a plain resize to R x R; a UNet
-      # trained on letterboxed images would get other inputs and its masks would land shifted.
-      raise ValueError(
-        f"{where}={run!r} trained with input.resize={config.input.resize!r}; lung masking "
-        "supports UNets trained with input.resize='stretch' only (retrain the UNet so)."
-      )
     self.restored = inference.restore(run, step, config)
     self.resolution = int(config.input.image_size)
+    # The UNet sees images made as its training made them (stretched or letterboxed); `apply`
+    # maps its masks back through the same geometry.
+    self.resize_args = pipeline.resize_args(config.input)
+    self.resize = self.resize_args["resize"]
     self.post = post or masks_lib.PostprocessConfig()
     self.key = {
       "run": os.path.abspath(run),
@@ -144,10 +151,11 @@ class Masker:
       "resolution": self.resolution,
       "threshold": _THRESHOLD,
       "postprocess": dataclasses.asdict(self.post),
+      **({"resize": self.resize_args} if self.resize != "stretch" else {}),
     }
     self.digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
     self._predictor = inference.Predictor(self.restored, batch_size)
-    self._pre = pipeline.Preprocess(self.resolution)
+    self._pre = pipeline.Preprocess(self.resolution, **self.resize_args)
     self.images_predicted = 0  # How many images went through the UNet (tests read it).
 
   def predict(self, greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +180,13 @@ def masker_for(config: ml_collections.ConfigDict, batch_size: int = 16) -> Maske
 class MaskedView(views.Wrapper):
   """A split whose records' `image` is lung-masked (`apply`), with its masks packed in memory."""
 
-  def __init__(self, base: Any, packed: np.ndarray, resolution: int, mode: str, margin: float):
+  def __init__(
+    self, base: Any, packed: np.ndarray, resolution: int, mode: str, margin: float,
+    resize: str = "stretch",
+  ):  # fmt: skip
     super().__init__(base)
     self.packed, self.resolution = packed, resolution
-    self.mode, self.margin = mode, margin
+    self.mode, self.margin, self.resize = mode, margin, resize
 
   def mask(self, i: int) -> np.ndarray:
     r = self.resolution
@@ -183,7 +194,8 @@ class MaskedView(views.Wrapper):
 
   def __getitem__(self, i: int) -> dict[str, Any]:
     record = dict(self.base[i])
-    record["image"] = apply(to_grey(record["image"]), self.mask(i), self.mode, self.margin)
+    grey = to_grey(record["image"])
+    record["image"] = apply(grey, self.mask(i), self.mode, self.margin, self.resize)
     return record
 
   def __repr__(self) -> str:
@@ -281,7 +293,7 @@ def mask_data(
       else np.zeros((0, -(-r * r // 8)), np.uint8)
     )
     fallbacks[s] = int(sum(fell[(d, b)][n] for d, b, n in pairs))
-    splits[s] = MaskedView(data.splits[s], bits, r, lm.mode, float(lm.margin))
+    splits[s] = MaskedView(data.splits[s], bits, r, lm.mode, float(lm.margin), masker.resize)
   report = {
     "unet": masker.key,
     "unet_digest": masker.digest,

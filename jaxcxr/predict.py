@@ -106,7 +106,8 @@ def load_images(
     if masker is not None and pending:
       found, _ = masker.predict(pending)
       pending[:] = [
-        lung_mask.apply(g, m, mode, margin) for g, m in zip(pending, found, strict=True)
+        lung_mask.apply(g, m, mode, margin, masker.resize)
+        for g, m in zip(pending, found, strict=True)
       ]
     # The record the eval pipeline sees, decoded: Preprocess keeps uint8 grey as is and resizes.
     arrays.extend(pre.map({"image": g, "label": 0})["image"] for g in pending)

@@ -299,15 +299,37 @@ def test_a_saved_lung_unet_config_is_read_back_with_its_model_keywords():
     config_lib.from_run_json(saved)
 
 
-def test_a_letterboxed_unet_is_refused_by_name(tmp_path):
-  # Masks are mapped back by a plain resize; a letterboxed UNet's would land shifted.
-  c = lung_unet.get_config()
+def test_a_letterboxed_mask_is_mapped_back_through_the_letterbox():
+  # A 40 x 20 (w x h) image letterboxed to 16: content rows 4..11 of the mask. A mask that marks
+  # the left half of the content must black out the left half of the image, nothing shifted.
+  grey = np.full((20, 40), 200, np.uint8)
+  mask = np.zeros((16, 16), np.uint8)
+  x0, y0, nw, nh = pipeline.letterbox_box(40, 20, 16)
+  assert (x0, y0, nw, nh) == (0, 4, 16, 8)
+  mask[y0 : y0 + nh, : nw // 2] = 1
+  out = lung_mask.apply(grey, mask, "black", resize="letterbox")
+  assert (out[:, :20] == 200).all() and (out[:, 20:] == 0).all()
+  # The same mask read as a stretched one would cut rows: the letterbox geometry matters.
+  assert not np.array_equal(lung_mask.apply(grey, mask, "black"), out)
+
+
+def test_a_letterboxed_unet_masks_with_its_own_resize(tfds_dir, tmp_path):
+  from jaxcxr import train  # pylint: disable=g-import-not-at-top
+
+  c = lung_unet.get_config("tiny")
+  c.input.data_dir, c.report.html = tfds_dir, False
   c.input.resize = "letterbox"
-  run = tmp_path / "unet_lb"
-  run.mkdir()
-  (run / "config.json").write_text(c.to_json_best_effort())
-  with pytest.raises(ValueError, match=r"unet_lb.*input.resize='letterbox'.*'stretch' only"):
-    lung_mask.Masker(str(run))
+  run = str(tmp_path / "unet_lb")
+  train.train_and_evaluate(c, run)
+  masker = lung_mask.Masker(run, "latest")
+  assert masker.resize == "letterbox" and masker.key["resize"]["resize"] == "letterbox"
+  grey = np.random.default_rng(0).integers(0, 255, (30, 50), np.uint8)
+  # Its input is the letterboxed image, as its training saw it.
+  want = pipeline.Preprocess(masker.resolution, resize="letterbox").map({"image": grey, "label": 0})
+  got = masker._pre.map({"image": grey, "label": 0})  # pylint: disable=protected-access
+  np.testing.assert_array_equal(got["image"], want["image"])
+  m, _ = masker.predict([grey])
+  assert m.shape == (1, masker.resolution, masker.resolution)
 
 
 def test_prepared_cache_of_masked_images_equals_masking_and_follows_the_mask(

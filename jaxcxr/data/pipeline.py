@@ -44,16 +44,21 @@ def fit(grey: np.ndarray, image_size: int, resize: str = "stretch", pad_value: i
     return pil if pil.size == size else pil.resize(size, Image.BILINEAR, reducing_gap=None)
   if resize != "letterbox":
     raise ValueError(f"config.input.resize={resize!r}: expected one of {RESIZE_MODES}.")
-  w, h = pil.size
-  scale = image_size / max(w, h)
-  new = (max(1, round(w * scale)), max(1, round(h * scale)))
-  if new != pil.size:
-    pil = pil.resize(new, Image.BILINEAR, reducing_gap=None)
-  if new == size:
+  x0, y0, nw, nh = letterbox_box(*pil.size, image_size)
+  if (nw, nh) != pil.size:
+    pil = pil.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+  if (nw, nh) == size:
     return pil
   canvas = Image.new("L", size, int(pad_value))
-  canvas.paste(pil, ((image_size - new[0]) // 2, (image_size - new[1]) // 2))
+  canvas.paste(pil, (x0, y0))
   return canvas
+
+
+def letterbox_box(w: int, h: int, image_size: int) -> tuple[int, int, int, int]:
+  """Where a W×H image lands when letterboxed onto S×S: (x0, y0, width, height)."""
+  scale = image_size / max(w, h)
+  nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+  return (image_size - nw) // 2, (image_size - nh) // 2, nw, nh
 
 
 def resize_mask(mask: np.ndarray, image_size: int, resize: str = "stretch") -> np.ndarray:
