@@ -69,8 +69,8 @@ def test_shuffled_test_labels_leave_temperature_and_thresholds_unchanged(run, mo
   test_before = _json(workdir / "eval" / "test.json")
   real = classification.predict_split
 
-  def shuffled_test_labels(ctx, state, source):
-    out = real(ctx, state, source)
+  def shuffled_test_labels(ctx, state, source, **kwargs):
+    out = real(ctx, state, source, **kwargs)
     if source.name == "test":
       out["label"] = np.random.default_rng(1).permutation(out["label"])
       out["label"] = (out["label"] + 1) % 3  # Permuted and changed: no test label stays.
