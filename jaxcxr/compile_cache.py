@@ -30,10 +30,16 @@ _OFF = ("0", "off", "false", "no")
 
 def default_dir() -> str:
   """``$JAXCXR_COMPILATION_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxcxr/jax_compilation_cache``."""
-  if os.environ.get(ENV_DIR):
-    return os.path.expanduser(os.environ[ENV_DIR])
+  return user_cache_dir("jax_compilation_cache", ENV_DIR)
+
+
+def user_cache_dir(name: str, env_var: str) -> str:
+  """``$env_var`` if set, else ``$XDG_CACHE_HOME/jaxcxr/<name>`` (``~/.cache/jaxcxr/<name>``):
+  where jaxcxr keeps what it can rebuild (compiled programs, prepared images)."""
+  if os.environ.get(env_var):
+    return os.path.expanduser(os.environ[env_var])
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "jaxcxr", "jax_compilation_cache")
+  return os.path.join(base, "jaxcxr", name)
 
 
 def enable(path: str | None = None) -> str | None:

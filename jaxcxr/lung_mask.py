@@ -141,7 +141,6 @@ class Masker:
     # The UNet sees images made as its training made them (stretched or letterboxed); `apply`
     # maps its masks back through the same geometry.
     self.resize_args = pipeline.resize_args(config.input)
-    self.resize = self.resize_args["resize"]
     self.post = post or masks_lib.PostprocessConfig()
     self.key = {
       "run": os.path.abspath(run),
@@ -157,6 +156,11 @@ class Masker:
     self._predictor = inference.Predictor(self.restored, batch_size)
     self._pre = pipeline.Preprocess(self.resolution, **self.resize_args)
     self.images_predicted = 0  # How many images went through the UNet (tests read it).
+
+  @property
+  def resize(self) -> str:
+    """'stretch' or 'letterbox': how the UNet's inputs are made (and its masks mapped back)."""
+    return self.resize_args["resize"]
 
   def predict(self, greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Post-processed masks uint8 0/1 `(N, R, R)` at the UNet's resolution and fallback flags."""

@@ -52,8 +52,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxcxr import sharding
-from jaxcxr.data import pipeline, views
+from jaxcxr import compile_cache, sharding
+from jaxcxr.data import pipeline, tfds_access, views
 from jaxcxr.data.tfds_access import DamagedDataError
 
 FORMAT = 1
@@ -67,10 +67,7 @@ def cache_root(setting: str) -> str:
   """The cache directory of `config.input.prepared_cache` ('auto' or a directory)."""
   if setting != "auto":
     return os.path.expanduser(setting)
-  if os.environ.get(ENV_DIR):
-    return os.path.expanduser(os.environ[ENV_DIR])
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "jaxcxr", "prepared")
+  return compile_cache.user_cache_dir("prepared", ENV_DIR)
 
 
 def split_fingerprint(source: Any) -> dict[str, Any]:
@@ -143,9 +140,12 @@ class PreparedView(views.Wrapper):
   def __getitem__(self, i: int) -> dict[str, Any]:
     dataset, split, record = self._keys[i]
     image, mask = self._caches[(dataset, split)].read(record)
-    idx = self.base.index
-    label = int(idx.label[i]) if idx.targets is None else idx.targets[i].astype(np.float32)
-    out = {"image": image, "label": label, "dataset": dataset, PREPARED: self.layout.tag}
+    out = {
+      "image": image,
+      "label": views.label_at(self.base.index, i),
+      "dataset": dataset,
+      PREPARED: self.layout.tag,
+    }
     if mask is not None:
       out["mask"] = mask
     return out
@@ -163,13 +163,7 @@ def _check(folder: str, meta: dict[str, Any], n: int) -> str | None:
     records = np.load(os.path.join(folder, _RECORDS))
     if len(records) != n:
       return f"{_RECORDS} lists {len(records)} records where the key has {n}"
-    from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-
-    reader = array_record_module.ArrayRecordReader(os.path.join(folder, _IMAGES))
-    try:
-      held = reader.num_records()
-    finally:
-      reader.close()
+    held = tfds_access.array_record_count(os.path.join(folder, _IMAGES))
     if held != n:
       return f"{_IMAGES} holds {held} records where {n} were written"
   except (OSError, ValueError, RuntimeError) as e:  # array_record raises RuntimeError
@@ -250,8 +244,10 @@ def prepare(data: views.Data, config: ml_collections.ConfigDict) -> views.Data:
     data,
     splits={s: v.base if isinstance(v, PreparedView) else v for s, v in data.splits.items()},
   )
-  layout = Layout(int(inp.image_size), **pipeline.resize_args(inp), with_mask=data.segmentation)
-  layout = dataclasses.replace(layout, pad_value=int(layout.pad_value))
+  resize = pipeline.resize_args(inp)
+  layout = Layout(
+    int(inp.image_size), resize["resize"], int(resize["pad_value"]), with_mask=data.segmentation
+  )
   lung = data.report.get("lung_mask")
   lung_key = (
     {"unet_digest": lung["unet_digest"], "mode": lung["mode"], "margin": lung["margin"]}

@@ -271,7 +271,7 @@ def source_overlap(splits: dict[str, Any], train_split: str, run: str) -> dict[s
   source of `model_init`) trained on, and for splits other than 'val' also those it selected its
   model by (its val split); `pin_rows`' rule, so a pinned re-split has none."""
   saved = run_patients(run, "config.model_init")
-  trained = {p for p in saved.get("train", ())}
+  trained = set(saved.get("train", ()))
   seen = trained | set(saved.get("val", ()))
   return {
     s: sorted(set(map(str, v.patients)) & (trained if s == "val" else seen))

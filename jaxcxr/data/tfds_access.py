@@ -211,6 +211,18 @@ class DamagedDataError(ValueError):
 _SOUND_SHARDS: set[tuple[str, int, int]] = set()
 
 
+def array_record_count(path: str) -> int:
+  """The records an array_record file holds, from its footer and index (read at its end, so a
+  truncated file raises: RuntimeError from array_record, OSError when missing)."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
+  reader = array_record_module.ArrayRecordReader(path)
+  try:
+    return reader.num_records()
+  finally:
+    reader.close()
+
+
 def check_shards(builder: tfds.core.DatasetBuilder, split: str) -> None:
   """Refuses a split whose array_record shards are missing, truncated or of the wrong length.
 
@@ -225,8 +237,6 @@ def check_shards(builder: tfds.core.DatasetBuilder, split: str) -> None:
   """
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     return
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-
   for fi in builder.info.splits[split].file_instructions:
     path = os.fspath(fi.filename)
     try:
@@ -234,11 +244,7 @@ def check_shards(builder: tfds.core.DatasetBuilder, split: str) -> None:
       key = (path, st.st_size, st.st_mtime_ns)
       if key in _SOUND_SHARDS:
         continue
-      reader = array_record_module.ArrayRecordReader(path)
-      try:
-        n = reader.num_records()
-      finally:
-        reader.close()
+      n = array_record_count(path)
       problem = (
         None
         if n == fi.examples_in_shard

@@ -18,6 +18,13 @@ from jaxcxr.data.classes import Component, Index, read_index
 from jaxcxr.data.tfds_access import label_names
 
 
+def label_at(index: Index, i: int) -> int | np.ndarray:
+  """Row i's output label: a class id, or a multi-hot float vector for multi-label data."""
+  if index.targets is None:
+    return int(index.label[i])
+  return index.targets[i].astype(np.float32)
+
+
 class View:
   """A random-access split over the records of one or more TFDS datasets (what grain reads).
 
@@ -38,10 +45,7 @@ class View:
   def __getitem__(self, i: int) -> dict[str, Any]:
     c = int(self.index.component[i])
     record = dict(self._readers[c][self.index.split[i]][int(self.index.record[i])])
-    if self.index.targets is None:
-      record["label"] = int(self.index.label[i])
-    else:
-      record["label"] = self.index.targets[i].astype(np.float32)  # Multi-hot.
+    record["label"] = label_at(self.index, i)
     record["dataset"] = self._names[c]
     record.setdefault("source", self._names[c])
     return record
