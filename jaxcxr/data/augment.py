@@ -5,8 +5,8 @@ with fastai's `aug_transforms`: random flip, rotation up to 10°, zoom up to 1.1
 (brightness/contrast) 0.2, warp 0.2, each affine/lighting change applied with probability 0.75.
 jaxcxr applies the same family of transforms per example inside the jitted train step: one dm-pix
 `affine_transform` for rotation + zoom + translation (one resampling, not three), then elastic
-deformation (dm-pix's `elastic_deformation`, its blur as two matrix products: `elastic_deformation`
-below), perspective warp (fastai's `warp`, sampled by dm-pix),
+deformation (dm-pix's `elastic_deformation`, its blur as two matrix products:
+`elastic_coordinates` below), perspective warp (fastai's `warp`, sampled by dm-pix),
 flips, gamma, multiplicative brightness, brightness and contrast. Keys come from the step number,
 so a resumed run augments exactly as an uninterrupted one; ops a config leaves off draw nothing,
 so adding an op never changes the draws of configs without it.
@@ -129,8 +129,8 @@ def gaussian_blur_matrix(n: int, sigma: float, kernel_size: float) -> jax.Array:
 
   The same normalised taps (radius int(kernel_size / 2)) and the same zero 'SAME' padding:
   row i holds tap g[j - i + r] at column j. Why a matrix: dm-pix blurs by a convolution with one
-  channel and ~1.5 σ·4 taps (147 at Alotaibi's σ = 22.4 px), which XLA:CPU runs ~100× slower
-  than the same arithmetic as a dense (n, n) matrix product (BENCHMARKS.md, "Elastic
+  channel and ~6.7 σ taps (147 at Alotaibi's σ = 22.4 px), which XLA:CPU runs ~7-15× slower
+  than the same blur as two dense (n, n) matrix products (BENCHMARKS.md, "Elastic
   deformation cost"); on GPUs either is cheap.
   """
   radius = int(kernel_size / 2)
